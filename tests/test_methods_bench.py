@@ -7,32 +7,64 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.progress import Progress
 from scripted_backend import ScriptedBackend
 from test_methods_cepo import EXECUTE, FINAL, PLAN, REFINE
 
 from cepo.bench import method as method_module
-from cepo.bench.method import bench_method, method_command, method_table
+from cepo.bench.method import (
+    SEQUENTIAL,
+    MethodBench,
+    MethodFigures,
+    bench_methods,
+    interpolate,
+    method_command,
+    method_table,
+)
 from cepo.config import CepoConfig
 
 SCRIPT = [(PLAN, "1. Count. (high)"), (EXECUTE, "Answer: 3"), (REFINE, "Answer: 3"), (FINAL, "3")]
+QUESTIONS = ["How many r's in strawberry?", "How many r's in error?"]
 
 
-async def test_the_figures_add_up_over_the_runs() -> None:
+async def test_the_figures_add_up_over_questions_and_runs() -> None:
     backend = ScriptedBackend(SCRIPT)
-    bench = await bench_method(backend, "cepo", "How many r's in strawberry?", CepoConfig(), runs=3)
+    with Progress(disable=True) as progress:
+        figures = await bench_methods(
+            backend, ["cepo", SEQUENTIAL], QUESTIONS, CepoConfig(), runs=2, progress=progress
+        )
 
-    assert (bench.method, bench.runs, bench.answers) == ("cepo", 3, ["3", "3", "3"])
-    assert bench.generated_tokens * 3 == backend.produced_tokens  # every run does the same work
-    assert set(bench.stage_seconds) == {"plan", "execute", "refine", "final", "check"}
-    assert 0 < bench.first_token_s <= bench.seconds
-    assert bench.overlap > 0 and bench.wasted_tokens == 0
-    assert method_table([bench], "scripted").row_count == 1
+    cepo, sequential = figures.methods
+    assert (cepo.method, cepo.runs, cepo.answers) == ("cepo", 4, ["3"] * 4)
+    assert cepo.generated_tokens == sequential.generated_tokens == backend.produced_tokens // 2
+    assert set(cepo.stage_seconds) == {"plan", "execute", "refine", "final", "check"}
+    assert 0 < cepo.first_token_s <= cepo.seconds and cepo.overlap > 0 and cepo.wasted_tokens == 0
+    assert figures.speedup_vs_sequential == sequential.seconds / cepo.seconds
+    assert cepo.live_branches is None and figures.engine_utilization is None  # no embedded engine here
+    assert [call.sampling.seed for call in backend.calls if call.rule == PLAN][:2] == [0, 1]  # run 0, run 1
+    assert method_table(figures).row_count == 2
+
+
+def test_interpolate_is_linear_between_points_and_flat_beyond() -> None:
+    curve = {1: 60.0, 2: 80.0, 4: 100.0}
+    assert [interpolate(curve, x) for x in (0.5, 1, 1.5, 3, 4, 9)] == [60, 60, 70, 90, 100, 100]
+
+
+def test_engine_utilization_compares_with_the_engine_at_the_same_width() -> None:
+    cepo = MethodBench("cepo", runs=1, seconds=10.0, generated_tokens=900, live_branches=3.0)
+    figures = MethodFigures("m", ["q"], {}, [cepo], engine_tok_s={2: 80.0, 4: 100.0})
+
+    assert figures.engine_at_cepo_width == 90.0
+    assert figures.engine_utilization == pytest.approx(1.0)
+    assert figures.speedup_vs_sequential is None
 
 
 def test_the_command_prints_a_table_and_writes_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(method_module, "open_backend", lambda **_: ScriptedBackend(SCRIPT))
     path = tmp_path / "bench.json"
-    outcome = CliRunner().invoke(method_command, ["--method", "plain", "--runs", "1", "--json", str(path)])
+    outcome = CliRunner().invoke(method_command, ["--question", QUESTIONS[0], "--json", str(path)])
+
     assert outcome.exit_code == 0, outcome.output
     figures = json.loads(path.read_text())
-    assert [m["method"] for m in figures["methods"]] == ["plain"] and "plain" in outcome.output
+    assert [m["method"] for m in figures["methods"]] == ["plain", "cepo", SEQUENTIAL]
+    assert figures["speedup_vs_sequential"] > 0 and "speedup_vs_sequential" in outcome.output

@@ -60,6 +60,24 @@ class EngineConfig(BaseModel):
     keep_finished: bool = Field(True, description="keep finished branches' cells for prefix reuse")
 
 
+@dataclass
+class EngineLoad:
+    """Running totals of the scheduler's work. Subtract two snapshots to see how full a stretch kept it."""
+
+    steps: int = 0
+    busy_s: float = 0.0  # seconds spent in steps
+    branch_s: float = 0.0  # sum over steps of (branches decoding x the step's seconds)
+    tokens: int = 0  # tokens sampled
+
+    def since(self, earlier: EngineLoad) -> EngineLoad:
+        return EngineLoad(
+            self.steps - earlier.steps,
+            self.busy_s - earlier.busy_s,
+            self.branch_s - earlier.branch_s,
+            self.tokens - earlier.tokens,
+        )
+
+
 class _LlamaMemory:
     """The KV mirror's two calls, on llama.cpp's memory."""
 
@@ -193,6 +211,7 @@ class LlamaEngine(Backend):
         self._active: list[_Request] = []
         self._stopping = False
         self._room_changed = False  # a request arrived or cells were freed since admission last gave up
+        self._load = EngineLoad()
         self._thread = threading.Thread(target=self._run, name="cepo-engine", daemon=True)
         self._thread.start()
 
@@ -249,6 +268,11 @@ class LlamaEngine(Backend):
             "kv_cells_live": self.kv.live_cells(),
             "cached_sequences": self.kv.cached_seqs(),
         }
+
+    def load(self) -> EngineLoad:
+        """A snapshot of the running totals (see EngineLoad)."""
+        load = self._load
+        return EngineLoad(load.steps, load.busy_s, load.branch_s, load.tokens)
 
     def clear_cache(self) -> None:
         """Forget every cached prefix (benchmarks and tests want cold prefills)."""
@@ -360,6 +384,7 @@ class LlamaEngine(Backend):
             self._active.append(request)
 
     def _step(self) -> None:
+        started = time.perf_counter()
         events: dict[int, list[StreamEvent]] = {}
         for request in self._active:
             self._apply_cancels(request, events.setdefault(id(request), []))
@@ -402,6 +427,10 @@ class LlamaEngine(Backend):
             for branch in request.branches:
                 if branch.pending is not None and branch.out_index >= 0 and not branch.finished:
                     self._sample(request, branch, branch.out_index, now, sink)
+        seconds = time.perf_counter() - started
+        self._load.steps += 1
+        self._load.busy_s += seconds
+        self._load.branch_s += len(decoding) * seconds
         self._finish_requests(events)
 
     def _add(self, batch: llama.llama_batch, i: int, token: int, pos: int, seq: int, logits: bool) -> int:
@@ -437,6 +466,7 @@ class LlamaEngine(Backend):
         self, request: _Request, branch: _Branch, out_index: int, now: float, sink: list[StreamEvent]
     ) -> None:
         token = llama.llama_sampler_sample(branch.sampler, self._ctx, out_index)
+        self._load.tokens += 1
         branch.generated += 1
         branch.pending = None
         branch.out_index = -1

@@ -82,7 +82,6 @@ def run_engine_bench(model: Path | None, tokens: int, repeats: int) -> EngineBen
 
 async def _bench_ours(engine: LlamaEngine, result: EngineBench, repeats: int) -> None:
     fixed = Sampling(temperature=0, max_tokens=result.decode_tokens, ignore_eos=True)
-    sampled = Sampling(temperature=0.8, max_tokens=result.decode_tokens, ignore_eos=True, seed=0)
     await engine.generate(PROMPT, 1, Sampling(max_tokens=4))  # warm up: first-call allocations
     decode, prefill = [], []
     for _ in range(repeats):
@@ -95,18 +94,26 @@ async def _bench_ours(engine: LlamaEngine, result: EngineBench, repeats: int) ->
     result.ours_decode_tok_s = statistics.median(decode)
     result.ours_prefill_tok_s = statistics.median(prefill)
     for n in BRANCHES:
-        aggregate, first = [], []
-        for _ in range(repeats):
-            engine.clear_cache()
-            completion = await engine.generate(PROMPT, n, sampled)
-            # All branches fork from one prefill, so the decode phase starts together for them.
-            span = max(b.timings.first_token_s + b.timings.decode_s for b in completion.branches) - min(
-                b.timings.first_token_s for b in completion.branches
-            )
-            aggregate.append(sum(b.tokens - 1 for b in completion.branches) / span)
-            first.append(max(b.timings.first_token_s for b in completion.branches))
-        result.aggregate_tok_s[n] = statistics.median(aggregate)
-        result.first_tokens_s[n] = statistics.median(first)
+        result.aggregate_tok_s[n], result.first_tokens_s[n] = await aggregate(
+            engine, n, result.decode_tokens, repeats
+        )
+
+
+async def aggregate(engine: LlamaEngine, n: int, tokens: int, repeats: int) -> tuple[float, float]:
+    """Decode tok/s of `n` branches of one prompt decoding together, and the seconds until all have a
+    first token (medians over `repeats` cold runs)."""
+    sampled = Sampling(temperature=0.8, max_tokens=tokens, ignore_eos=True, seed=0)
+    rates, first = [], []
+    for _ in range(repeats):
+        engine.clear_cache()
+        completion = await engine.generate(PROMPT, n, sampled)
+        # All branches fork from one prefill, so the decode phase starts together for them.
+        span = max(b.timings.first_token_s + b.timings.decode_s for b in completion.branches) - min(
+            b.timings.first_token_s for b in completion.branches
+        )
+        rates.append(sum(b.tokens - 1 for b in completion.branches) / span)
+        first.append(max(b.timings.first_token_s for b in completion.branches))
+    return statistics.median(rates), statistics.median(first)
 
 
 def _bench_high_level(model_path: Path, threads: int, result: EngineBench, repeats: int) -> None:

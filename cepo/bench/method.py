@@ -1,13 +1,19 @@
-"""`cepo bench method`: how fast a reasoning method answers, and where its time and tokens go.
+"""`cepo bench method`: how fast the methods answer, and how full cepo keeps the engine.
 
-Per method, over a few runs of one question (medians): time to the first streamed token, total wall
-time, generated tokens per second, and overlap, the sum of the stages' wall times over the run's: above 1
-means stages of different candidates ran at the same time.
+The same questions run in one process as plain, as cepo, and as cepo with every call made one after another
+(`SequentialBackend`, how the reference implementation ran), each from a cold prefix cache. Per method: the
+first streamed token, wall seconds, generated tokens (kept and wasted) and tok/s, the branches it kept
+decoding on average, and overlap (stage seconds over wall seconds: above 1, stages ran side by side).
+Two ratios sum it up:
+- speedup_vs_sequential: sequential cepo's wall time over cepo's;
+- engine_utilization (embedded engine): cepo's generated tok/s over the engine's own aggregate tok/s at the
+  number of branches cepo kept decoding on average, measured in the same run as `cepo bench engine` does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import time
@@ -17,67 +23,177 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from cepo.backends import Backend, open_backend
+from cepo.backends.llama import LlamaEngine
+from cepo.backends.sequential import SequentialBackend
+from cepo.bench.engine import BRANCHES, aggregate
 from cepo.config import CepoConfig
 from cepo.events import BranchToken, Finished, MethodResult
 from cepo.methods import METHODS, run
 
-QUESTION = 'How many times does the letter "r" appear in the word "strawberry"?'
+QUESTIONS = (
+    'How many times does the letter "r" appear in the word "strawberry"?',
+    "Write a Python function `running_max(numbers: list[int]) -> list[int]` that returns, for each "
+    "position, the largest number seen so far.\n>>> running_max([1, 3, 2, 5, 4])\n[1, 3, 3, 5, 5]",
+)
+SEQUENTIAL = "cepo-sequential"  # cepo, every call one after another
+CURVE_TOKENS = 128  # tokens per branch when measuring the engine's aggregate tok/s
 
 
 @dataclass
 class MethodBench:
+    """One method over every question and run: sums, except the median first token."""
+
     method: str
-    runs: int
+    runs: int = 0
     first_token_s: float = 0.0
     seconds: float = 0.0
     generated_tokens: int = 0
     wasted_tokens: int = 0
-    tokens_per_s: float = 0.0
-    overlap: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    live_branches: float | None = None  # mean branches decoding over its wall time (embedded engine)
     answers: list[str | None] = field(default_factory=list)
+    _first_tokens: list[float] = field(default_factory=list, repr=False)
+    _branch_s: float = field(default=0.0, repr=False)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def overlap(self) -> float:
+        return sum(self.stage_seconds.values()) / self.seconds if self.seconds else 0.0
+
+    def add(self, result: MethodResult, first_token_s: float, branch_s: float | None) -> None:
+        usage = result.usage
+        self.runs += 1
+        self.seconds += result.seconds
+        self.generated_tokens += usage.completion_tokens + usage.wasted_tokens
+        self.wasted_tokens += usage.wasted_tokens
+        for name, stage in result.stages.items():
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + stage.seconds
+        self.answers.append(result.extracted)
+        self._first_tokens.append(first_token_s)
+        self.first_token_s = statistics.median(self._first_tokens)
+        if branch_s is not None:
+            self._branch_s += branch_s
+            self.live_branches = self._branch_s / self.seconds
+
+    def to_json(self) -> dict[str, Any]:
+        figures = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        return {**figures, "tokens_per_s": self.tokens_per_s, "overlap": self.overlap}
+
+
+@dataclass
+class MethodFigures:
+    model: str
+    questions: list[str]
+    config: dict[str, Any]
+    methods: list[MethodBench]
+    engine_tok_s: dict[int, float] = field(default_factory=dict)  # aggregate tok/s at N branches
+
+    def bench(self, method: str) -> MethodBench | None:
+        return next((b for b in self.methods if b.method == method), None)
+
+    @property
+    def speedup_vs_sequential(self) -> float | None:
+        cepo, sequential = self.bench("cepo"), self.bench(SEQUENTIAL)
+        if cepo is None or sequential is None or not cepo.seconds:
+            return None
+        return sequential.seconds / cepo.seconds
+
+    @property
+    def engine_at_cepo_width(self) -> float | None:
+        """The engine's aggregate tok/s at cepo's mean number of live branches (linear in between)."""
+        cepo = self.bench("cepo")
+        if cepo is None or cepo.live_branches is None or not self.engine_tok_s:
+            return None
+        return interpolate(self.engine_tok_s, cepo.live_branches)
+
+    @property
+    def engine_utilization(self) -> float | None:
+        cepo, capacity = self.bench("cepo"), self.engine_at_cepo_width
+        return None if cepo is None or not capacity else cepo.tokens_per_s / capacity
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "questions": self.questions,
+            "config": self.config,
+            "methods": [b.to_json() for b in self.methods],
+            "engine_tok_s": self.engine_tok_s,
+            "engine_tok_s_at_cepo_width": self.engine_at_cepo_width,
+            "speedup_vs_sequential": self.speedup_vs_sequential,
+            "engine_utilization": self.engine_utilization,
+        }
+
+
+def interpolate(curve: dict[int, float], x: float) -> float:
+    """`curve` at `x`, linear between its points and flat beyond its ends."""
+    points = sorted(curve.items())
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
 
 
 async def bench_method(
-    backend: Backend, method: str, question: str, config: CepoConfig, runs: int
-) -> MethodBench:
-    """Run `method` `runs` times on `question`; figures are medians, stage times from the median run."""
-    timed: list[tuple[float, MethodResult]] = []
-    for _ in range(runs):
+    backend: Backend, method: str, question: str, config: CepoConfig, runs: int, bench: MethodBench
+) -> None:
+    """Run `method` on `question` `runs` times, each from a cold cache, adding each run to `bench`. Run r
+    uses seed r, so every method sees the same seeds."""
+    engine = backend.inner if isinstance(backend, SequentialBackend) else backend
+    for index in range(runs):
+        if isinstance(engine, LlamaEngine):
+            engine.clear_cache()
+            before = engine.load()
         started, first = time.perf_counter(), None
-        async for event in run(method, backend, question, config):
+        seeded = config.merged({"seed": index if config.seed is None else config.seed + index})
+        async for event in run(method, backend, question, seeded):
             if first is None and isinstance(event, BranchToken):
                 first = time.perf_counter() - started
             if isinstance(event, Finished):
-                timed.append((first if first is not None else event.result.seconds, event.result))
-    timed.sort(key=lambda pair: pair[1].seconds)
-    _, median = timed[len(timed) // 2]
-    usage = median.usage
-    generated = usage.completion_tokens + usage.wasted_tokens
-    return MethodBench(
-        method=method,
-        runs=runs,
-        first_token_s=statistics.median(first for first, _ in timed),
-        seconds=median.seconds,
-        generated_tokens=generated,
-        wasted_tokens=usage.wasted_tokens,
-        tokens_per_s=generated / median.seconds if median.seconds else 0.0,
-        overlap=sum(stage.seconds for stage in median.stages.values()) / median.seconds
-        if median.seconds
-        else 0.0,
-        stage_seconds={name: stage.seconds for name, stage in median.stages.items()},
-        answers=[result.extracted for _, result in timed],
-    )
+                result = event.result
+        branch_s = engine.load().since(before).branch_s if isinstance(engine, LlamaEngine) else None
+        bench.add(result, first if first is not None else result.seconds, branch_s)
 
 
-def method_table(benches: list[MethodBench], model: str) -> Table:
-    table = Table(title=f"methods on {model} (medians)")
-    for column in ("method", "first token s", "total s", "tokens", "wasted", "tok/s", "overlap", "answers"):
+async def bench_methods(
+    backend: Backend,
+    methods: list[str],
+    questions: list[str],
+    config: CepoConfig,
+    runs: int,
+    progress: Progress,
+) -> MethodFigures:
+    figures = MethodFigures(backend.model, questions, config.model_dump(), [])
+    task = progress.add_task("methods", total=len(methods) * len(questions) * runs)
+    for method in methods:
+        bench = MethodBench(method)
+        figures.methods.append(bench)
+        progress.update(task, description=method)
+        target, name = (SequentialBackend(backend), "cepo") if method == SEQUENTIAL else (backend, method)
+        for question in questions:
+            await bench_method(target, name, question, config, runs, bench)
+            progress.advance(task, runs)
+    if isinstance(backend, LlamaEngine) and "cepo" in methods:
+        progress.update(task, description="the engine's aggregate tok/s")
+        for n in BRANCHES:
+            figures.engine_tok_s[n], _ = await aggregate(backend, n, CURVE_TOKENS, repeats=1)
+    return figures
+
+
+def method_table(figures: MethodFigures) -> Table:
+    table = Table(title=f"methods on {figures.model}: {len(figures.questions)} questions, cold cache")
+    columns = ("method", "first token s", "total s", "tokens", "wasted", "tok/s", "live branches", "overlap")
+    for column in (*columns, "answers"):
         table.add_column(column, justify="left" if column in ("method", "answers") else "right")
-    for b in benches:
+    for b in figures.methods:
         table.add_row(
             b.method,
             f"{b.first_token_s:.3f}",
@@ -85,30 +201,49 @@ def method_table(benches: list[MethodBench], model: str) -> Table:
             str(b.generated_tokens),
             str(b.wasted_tokens),
             f"{b.tokens_per_s:.1f}",
+            "" if b.live_branches is None else f"{b.live_branches:.1f}",
             f"{b.overlap:.2f}x",
             ", ".join(str(answer) for answer in b.answers),
         )
     return table
 
 
+def summary(figures: MethodFigures) -> str:
+    lines = []
+    if (speedup := figures.speedup_vs_sequential) is not None:
+        lines.append(f"speedup_vs_sequential: {speedup:.2f}x (sequential cepo wall time / cepo wall time)")
+    if (utilization := figures.engine_utilization) is not None:
+        cepo = figures.bench("cepo")
+        assert cepo is not None and cepo.live_branches is not None
+        lines.append(
+            f"engine_utilization: {utilization:.2f} (cepo {cepo.tokens_per_s:.1f} tok/s; the engine alone "
+            f"{figures.engine_at_cepo_width:.1f} tok/s at {cepo.live_branches:.1f} branches)"
+        )
+    return "\n".join(lines)
+
+
 @click.command("method")
 @click.option(
-    "--method", "methods", multiple=True, type=click.Choice(list(METHODS)), help="default: all four"
+    "--method",
+    "methods",
+    multiple=True,
+    type=click.Choice([*METHODS, SEQUENTIAL]),
+    help=f"default: plain, cepo, {SEQUENTIAL}",
 )
-@click.option("--question", default=QUESTION, show_default=True)
+@click.option("--question", "questions", multiple=True, help="default: a letter count and a code question")
 @click.option(
     "--model", default=None, help="a GGUF file (default: SmolLM2-135M); with --base-url, a model name"
 )
 @click.option("--base-url", default=None, help="an OpenAI-compatible server instead of the embedded engine")
 @click.option("--api-key", default=None, envvar="CEPO_API_KEY")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML method settings")
-@click.option("--runs", default=3, show_default=True, help="runs per method; medians are reported")
+@click.option("--runs", default=1, show_default=True, help="runs per question and method (seeds 0, 1, ...)")
 @click.option(
     "--json", "json_path", type=click.Path(path_type=Path), default=None, help="write the figures here"
 )
 def method_command(
     methods: tuple[str, ...],
-    question: str,
+    questions: tuple[str, ...],
     model: str | None,
     base_url: str | None,
     api_key: str | None,
@@ -116,31 +251,29 @@ def method_command(
     runs: int,
     json_path: Path | None,
 ) -> None:
-    """Time each method end to end: first token, total, tokens per second, stage overlap.
+    """Time methods end to end, cepo against cepo with every call made one after another.
 
     \b
     Example:
-      cepo bench method --method plain --method cepo --runs 3 --json bench-method.json
+      cepo bench method --json bench-method.json
+      cepo bench method --method plain --method cepo --question "What is 17 * 23?" --runs 3
     """
     config = CepoConfig.from_yaml(config_path) if config_path else CepoConfig()
     backend = open_backend(model=model, base_url=base_url, api_key=api_key)
+    chosen = list(methods or ("plain", "cepo", SEQUENTIAL))
 
-    async def measure() -> list[MethodBench]:
+    async def measure(progress: Progress) -> MethodFigures:
         try:
-            return [await bench_method(backend, m, question, config, runs) for m in methods or list(METHODS)]
+            return await bench_methods(backend, chosen, list(questions or QUESTIONS), config, runs, progress)
         finally:
             await backend.aclose()
 
     console = Console()
-    with console.status("running the methods..."):
-        benches = asyncio.run(measure())
-    console.print(method_table(benches, backend.model))
+    with Progress(console=console, transient=True) as progress:
+        figures = asyncio.run(measure(progress))
+    console.print(method_table(figures))
+    if text := summary(figures):
+        console.print(text)
     if json_path:
-        figures: dict[str, Any] = {
-            "model": backend.model,
-            "question": question,
-            "config": config.model_dump(),
-        }
-        figures["methods"] = [asdict(b) for b in benches]
-        json_path.write_text(json.dumps(figures, indent=2))
+        json_path.write_text(json.dumps(figures.to_json(), indent=2))
         console.print(f"figures written to {json_path}")
