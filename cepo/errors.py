@@ -13,9 +13,19 @@ class ModelError(CepoError):
     """The model file is missing, not GGUF, too large for memory, or failed to load."""
 
 
-class GenerationError(CepoError):
-    """A request failed in the backend: it can never fit the context, or the server refused it."""
+class BackendError(CepoError):
+    """A generation request failed in the backend. A method run loses the candidate it was for; the run
+    fails only when every candidate does."""
 
 
-class BackendUnavailable(CepoError):
-    """A remote backend could not be reached or kept failing after retries."""
+class GenerationError(BackendError):
+    """The request itself cannot be served: it can never fit the context, or the server refused it."""
+
+
+class BackendUnavailable(BackendError):
+    """A remote backend failed: it could not be reached, kept failing after retries, or broke off or
+    garbled an answer."""
+
+
+class BackendTimeout(BackendUnavailable):
+    """A remote backend stayed silent longer than its timeout."""

@@ -35,13 +35,16 @@ def open_backend(
     base_url: str | None = None,
     api_key: str | None = None,
     model_name: str | None = None,
+    timeout: float | None = None,
 ) -> Backend:
-    """The backend a user asked for: a remote server when `base_url` is set, else the embedded engine
-    on `model` (a GGUF path; None for the default SmolLM2). Engines are shared per model file."""
+    """The backend a user asked for: a remote server when `base_url` is set (`timeout`: the seconds it
+    may stay silent, per attempt), else the embedded engine on `model` (a GGUF path; None for the default
+    SmolLM2). Engines are shared per model file."""
     if base_url:
         from cepo.backends.remote import RemoteBackend
 
-        return RemoteBackend(base_url, model=model_name or model or "default", api_key=api_key)
+        given = {} if timeout is None else {"timeout": timeout}
+        return RemoteBackend(base_url, model=model_name or model or "default", api_key=api_key, **given)
     from cepo.backends.llama import shared_engine
 
     return shared_engine(model)

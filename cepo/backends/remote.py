@@ -8,7 +8,16 @@ Branches come from one request with `n` when the server honours it. A server tha
 (llama-server answers 400) or silently returns fewer choices gets `n` concurrent single requests instead,
 branch i sampling with seed + i, and the backend remembers that for its later calls.
 
-Retries with backoff on 429, 5xx and dropped connections are the `openai` client's own.
+Retries with backoff on 429, 5xx, timeouts and failed connections are the `openai` client's own, and
+bounded: `max_retries` of them, each after at most the server's Retry-After (up to two minutes) or the
+client's backoff (up to 8 s). A server that never answers fails after `max_retries + 1` silent `timeout`s.
+
+Once an answer streams, nothing is retried (its tokens have gone out already): an answer the server breaks
+off (the connection drops, the stream ends before every choice has its finish reason, or stays silent for
+`timeout` seconds), garbles (an event that is not JSON, or not a completion chunk) or fails with an error
+event ends the request with BackendUnavailable (BackendTimeout when silent), naming the server. Choices past
+the `n` asked for are ignored; choices a server leaves out are asked for again one by one, and a single
+request that answers no choice is an error.
 """
 
 from __future__ import annotations
@@ -20,8 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
-from openai.types.chat.chat_completion_chunk import Choice as ChatChoice
-from openai.types.completion_choice import CompletionChoice
+from pydantic import BaseModel, ValidationError
 
 from cepo.backends.base import (
     Backend,
@@ -34,7 +42,7 @@ from cepo.backends.base import (
     Timings,
     TokenEvent,
 )
-from cepo.errors import BackendUnavailable, CepoError, GenerationError
+from cepo.errors import BackendTimeout, BackendUnavailable, CepoError, GenerationError
 
 # Local servers mostly ignore the key, but the client insists on one.
 _NO_API_KEY = "not-needed"
@@ -103,25 +111,54 @@ class RemoteBackend(Backend):
             return self._client.completions.create(prompt=prompt, **params)
         return self._client.chat.completions.create(messages=prompt, **params)  # type: ignore[arg-type]
 
-    def explain(self, error: Exception) -> CepoError:
-        """Turn a client error into one a user can act on."""
-        check_server = f"check that the server at {self.base_url} is up and serves model {self.model!r}"
+    def explain(self, error: openai.APIError) -> CepoError:
+        """A request that failed before its answer began (after the client's retries), as an error a user
+        can act on."""
         if isinstance(error, openai.APITimeoutError):
-            return BackendUnavailable(
-                f"{self.base_url} did not answer within {self.timeout:g} s",
-                hint=f"{check_server}, or allow it a longer timeout",
+            attempts = f" in {self.max_retries + 1} attempts" if self.max_retries else ""
+            return BackendTimeout(
+                f"{self.base_url} did not answer within {self.timeout:g} s{attempts}",
+                hint=f"{self._check_server}, or allow it a longer timeout",
             )
         if isinstance(error, openai.APIConnectionError):
-            return BackendUnavailable(f"cannot reach {self.base_url}: {error}", hint=check_server)
+            reason = _cause(error)
+            return BackendUnavailable(f"cannot reach {self.base_url}: {reason}", hint=self._check_server)
         if isinstance(error, openai.APIStatusError):
             message = _server_message(error)
-            if error.status_code == 429 or error.status_code >= 500:
+            if error.status_code == 429:
+                return BackendUnavailable(
+                    f"{self.base_url} still rate-limits after {self.max_retries} retries: {message}",
+                    hint="send it fewer requests at once (fewer candidates or plans), or raise its limits",
+                )
+            if error.status_code >= 500:
                 return BackendUnavailable(
                     f"{self.base_url} kept failing after {self.max_retries} retries: {message}",
-                    hint=check_server,
+                    hint=self._check_server,
                 )
             return GenerationError(f"{self.base_url} refused the request: {message}")
-        return GenerationError(f"{self.base_url} failed mid-answer: {error}")
+        return BackendUnavailable(f"{self.base_url} failed: {error}", hint=self._check_server)
+
+    def broken_off(self, error: openai.APIError | ValueError) -> CepoError:
+        """An answer that failed while it streamed, as an error a user can act on."""
+        if isinstance(error, openai.APITimeoutError):
+            return BackendTimeout(
+                f"{self.base_url} went silent mid-answer for {self.timeout:g} s",
+                hint=f"{self._check_server}, or allow it a longer timeout",
+            )
+        if isinstance(error, openai.APIConnectionError):
+            what = f"dropped the connection mid-answer: {_cause(error)}"
+        elif isinstance(error, ValidationError):
+            where = ".".join(str(part) for part in error.errors()[0]["loc"])
+            what = f"sent a chunk that is not a completion chunk ({where}: {error.errors()[0]['msg']})"
+        elif isinstance(error, ValueError):
+            what = f"sent an event that is not JSON ({error})"
+        else:
+            what = f"failed mid-answer: {error.message}"
+        return BackendUnavailable(f"{self.base_url} {what}", hint=self._check_server)
+
+    @property
+    def _check_server(self) -> str:
+        return f"check that the server at {self.base_url} is up and serves model {self.model!r}"
 
 
 def _extra_body(sampling: Sampling) -> dict[str, Any]:
@@ -150,14 +187,42 @@ def _server_message(error: openai.APIStatusError) -> str:
     return error.message
 
 
+def _cause(error: openai.APIConnectionError) -> str:
+    """What broke the connection: the client itself only says "Connection error."."""
+    return str(error.__cause__ or "") or error.message
+
+
 def _finish_reason(server_reason: str) -> FinishReason:
     return "length" if server_reason == "length" else "stop"
 
 
-def _delta_text(choice: ChatChoice | CompletionChoice) -> str:
-    if isinstance(choice, CompletionChoice):
-        return choice.text
-    return choice.delta.content or ""
+class _Delta(BaseModel):
+    content: str | None = None
+
+
+class _Choice(BaseModel):
+    """What cepo reads of one choice of a chunk: a chat `delta` or a text completion's `text`."""
+
+    index: int
+    text: str | None = None
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+    @property
+    def new_text(self) -> str:
+        return self.text or (self.delta.content if self.delta else None) or ""
+
+
+class _Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class _Chunk(BaseModel):
+    """What cepo reads of a streamed chunk, checked: the client builds chunks without validating them."""
+
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
 
 
 @dataclass
@@ -189,7 +254,7 @@ class _Request:
             await self._generate()
         except openai.APIError as error:
             self.stream.end(self._backend.explain(error))
-        except Exception as error:  # a malformed answer (or a bug) must reach the caller, not hang it
+        except Exception as error:  # a broken answer's CepoError (or a bug) must reach the caller
             self.stream.end(error)
         else:
             self.stream.end()
@@ -245,17 +310,41 @@ class _Request:
             seed += group[0]
         usage = None
         async with await self._backend.open_stream(self._prompt, self._sampling, len(group), seed) as chunks:
-            async for chunk in chunks:
-                if chunk.usage:
-                    usage = chunk.usage
-                    self.stream.prompt_tokens = usage.prompt_tokens
-                for choice in chunk.choices:
-                    self._receive(group[choice.index], _delta_text(choice), choice.finish_reason, len(group))
-        # One branch alone gets the server's token count; usage only sums the choices of a request.
-        single = len(group) == 1
+            try:
+                async for raw in chunks:
+                    usage = self._read(_Chunk.model_validate(raw, from_attributes=True), group) or usage
+            except (openai.APIError, ValueError) as error:  # ValueError: not JSON, or not a chunk
+                raise self._backend.broken_off(error) from error
+        self._settle(group, usage)
+
+    def _read(self, chunk: _Chunk, group: list[int]) -> _Usage | None:
+        """Forward one chunk's deltas; return its usage, if it has any."""
+        if chunk.usage:
+            self.stream.prompt_tokens = chunk.usage.prompt_tokens
+        for choice in chunk.choices or []:
+            if 0 <= choice.index < len(group):  # choices past those asked for go unread
+                self._receive(group[choice.index], choice.new_text, choice.finish_reason, len(group))
+        return chunk.usage
+
+    def _settle(self, group: list[int], usage: _Usage | None) -> None:
+        """At the end of a stream, end its branches; each must have had its finish reason, unless a shared
+        stream never began it (`_generate` then asks for it alone)."""
+        url = self._backend.base_url
         for index in group:
-            if single or self._branches[index].answered:
-                self._end(index, tokens=usage.completion_tokens if single and usage else None)
+            state = self._branches[index]
+            if state.ended:
+                continue
+            if state.finish_reason is not None:  # a lone branch, whose tokens usage counts
+                self._end(index, tokens=usage.completion_tokens if usage else None)
+            elif state.answered:
+                raise BackendUnavailable(
+                    f"{url} ended the stream before choice {group.index(index)} finished",
+                    hint=f"the server broke its answer off: check the log of the server at {url}",
+                )
+            elif len(group) == 1:
+                raise BackendUnavailable(
+                    f"{url} answered no choice", hint=f"check the log of the server at {url}"
+                )
 
     def _receive(self, index: int, text: str, finish_reason: str | None, group_size: int) -> None:
         state = self._branches[index]

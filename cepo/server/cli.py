@@ -32,6 +32,7 @@ class BackendChoice:
     base_url: str | None = None
     api_key: str | None = None
     model_name: str | None = None
+    timeout: float | None = None  # seconds the upstream may stay silent; None: the backend's default
     threads: int | None = None  # the embedded engine's; None: one per core
 
     async def open(self) -> Backend:
@@ -50,7 +51,7 @@ class BackendChoice:
                     hint="choose one with --model-name",
                 )
             model_name = served[0]
-        return open_backend(self.model_path, self.base_url, self.api_key, model_name)
+        return open_backend(self.model_path, self.base_url, self.api_key, model_name, self.timeout)
 
     async def upstream_models(self) -> list[str]:
         from cepo.backends.remote import RemoteBackend
@@ -77,9 +78,11 @@ def backend_options(command: Callable[..., None]) -> Callable[..., None]:
         base_url: str | None,
         api_key_upstream: str | None,
         model_name: str | None,
+        upstream_timeout: float | None,
         **rest: Any,
     ) -> None:
-        command(backend=BackendChoice(model_path, base_url, api_key_upstream, model_name), **rest)
+        choice = BackendChoice(model_path, base_url, api_key_upstream, model_name, upstream_timeout)
+        command(backend=choice, **rest)
 
     options = [
         click.option(
@@ -90,6 +93,11 @@ def backend_options(command: Callable[..., None]) -> Callable[..., None]:
             "--api-key-upstream", envvar="CEPO_UPSTREAM_API_KEY", help="The --base-url server's key."
         ),
         click.option("--model-name", help="The upstream model to use (default: the one it serves)."),
+        click.option(
+            "--upstream-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds the --base-url server may stay silent before a request fails (default: 120).",
+        ),
     ]
     return functools.reduce(lambda decorated, option: option(decorated), reversed(options), with_backend)
 
