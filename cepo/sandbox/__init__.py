@@ -18,9 +18,10 @@ evaluation harness scores benchmarks by running code. That code never runs in th
   child process whose leftover processes a supervisor (a subreaper) kills. `isolation_report()` says which
   applies; gaps are logged as warnings once.
 
-A program that exits non-zero on MemoryError is reported with killed_reason "memory limit". A trivial run
-costs about three bare interpreter starts (tens of milliseconds). If cepo itself is killed, the run's
-processes die with it but its work directory stays behind. Linux only.
+A program that exits non-zero on MemoryError is reported with killed_reason "memory limit"; one whose fork or
+thread start the processes limit refused, "processes limit". Cancelling `run_code_async` kills the run. A
+trivial run costs about three bare interpreter starts (tens of milliseconds). If cepo itself is killed, the
+run's processes die with it but its work directory stays behind. Linux only. docs/sandbox.md has more.
 
 Not protected against: kernel or CPU exploits and side channels (timing, cache, Spectre-style); reading files
 that everyone may read (source trees, /etc); Unix sockets in the file system that anyone may connect to (the

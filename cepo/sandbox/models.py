@@ -30,7 +30,9 @@ class RunResult(BaseModel):
     stdout: str
     stderr: str
     timed_out: bool
-    killed_reason: str | None  # why the run did not end normally, e.g. "wall-clock timeout", "memory limit"
+    # Why the run did not end normally: "wall-clock timeout", "cpu time limit", "memory limit", "processes
+    # limit", "output limit", "signal SIGSEGV", "cancelled", ...
+    killed_reason: str | None
     truncated: bool  # output went over Limits.output_bytes; what fitted is kept
     seconds: float
 

@@ -42,18 +42,36 @@ def run_code(
     source: str, *, stdin: str = "", limits: Limits | None = None, files: dict[str, str] | None = None
 ) -> RunResult:
     """Run Python `source` as main.py in a fresh sandbox, with `files` written next to it."""
-    files = files or {}
-    _check_file_names(files)
-    return _execute(source, stdin, limits or Limits(), files, isolation_report())
+    return _run(source, stdin, limits, files, None)
 
 
 async def run_code_async(
     source: str, *, stdin: str = "", limits: Limits | None = None, files: dict[str, str] | None = None
 ) -> RunResult:
     """`run_code` on a worker thread, so the event loop keeps serving while the program runs. Cancelling
-    the await does not end the run sooner: it still ends within `limits.wall_s`, then is cleaned up."""
-    run = functools.partial(run_code, source, stdin=stdin, limits=limits, files=files)
-    return await asyncio.get_running_loop().run_in_executor(_executor, run)
+    the await kills the run: the cancellation goes on once every process of the run is gone (milliseconds),
+    so a client that goes away frees its share of the workers and the machine at once."""
+    cancel = _Cancel()
+
+    def run() -> RunResult:
+        with cancel:
+            return _run(source, stdin, limits, files, cancel)
+
+    future = asyncio.get_running_loop().run_in_executor(_executor, run)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        cancel.set()
+        await asyncio.wait([future])
+        raise
+
+
+def _run(
+    source: str, stdin: str, limits: Limits | None, files: dict[str, str] | None, cancel: _Cancel | None
+) -> RunResult:
+    files = files or {}
+    _check_file_names(files)
+    return _execute(source, stdin, limits or Limits(), files, isolation_report(), cancel)
 
 
 def isolation_report() -> IsolationReport:
@@ -94,8 +112,40 @@ def _check_file_names(files: dict[str, str]) -> None:
             raise ValueError(f"sandbox file name {name!r} must be a relative path inside the work directory")
 
 
+class _Cancel:
+    """Lets the event loop stop a run going on in a worker thread: `fileno()` turns readable on `set()`.
+    Used as a context manager by the worker, which closes it once the run is over."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        self._lock = threading.Lock()  # `set` never writes to a pipe the worker has closed
+        self._closed = False
+
+    def fileno(self) -> int:
+        return self._read
+
+    def set(self) -> None:
+        with self._lock:
+            if not self._closed:
+                os.write(self._write, b"x")
+
+    def __enter__(self) -> _Cancel:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._closed = True
+            os.close(self._read)
+            os.close(self._write)
+
+
 def _execute(
-    source: str, stdin: str, limits: Limits, files: dict[str, str], isolation: IsolationReport
+    source: str,
+    stdin: str,
+    limits: Limits,
+    files: dict[str, str],
+    isolation: IsolationReport,
+    cancel: _Cancel | None = None,
 ) -> RunResult:
     uid = random.choice(SANDBOX_UIDS) if isolation.separate_user else None
     started = time.monotonic()
@@ -106,11 +156,11 @@ def _execute(
     ):
         try:
             data = stdin.encode(errors="surrogatepass")
-            _communicate(process, status, data, output, started + limits.wall_s)
+            _communicate(process, status, data, output, started + limits.wall_s, cancel)
         except BaseException:
             _stop(process, kill=True)
             raise
-        _stop(process, kill=output.timed_out or output.truncated)
+        _stop(process, kill=output.timed_out or output.truncated or output.cancelled)
     return _result(output, time.monotonic() - started)
 
 
@@ -176,6 +226,7 @@ class _Output:
     status: bytearray = field(default_factory=bytearray)
     timed_out: bool = False
     truncated: bool = False
+    cancelled: bool = False
 
     def add(self, stream: bytearray, data: bytes) -> None:
         stream += data[: self.room]
@@ -185,10 +236,15 @@ class _Output:
 
 
 def _communicate(
-    process: subprocess.Popen[bytes], status: BinaryIO, stdin: bytes, output: _Output, deadline: float
+    process: subprocess.Popen[bytes],
+    status: BinaryIO,
+    stdin: bytes,
+    output: _Output,
+    deadline: float,
+    cancel: _Cancel | None,
 ) -> None:
-    """Feed stdin and read stdout, stderr and the status pipe until all close, time runs out, or output is
-    over its cap (marked on `output`)."""
+    """Feed stdin and read stdout, stderr and the status pipe until all close, time runs out, output is
+    over its cap, or the run is cancelled (each marked on `output`)."""
     assert process.stdin and process.stdout and process.stderr
     streams = {process.stdout: output.stdout, process.stderr: output.stderr, status: output.status}
     pending = memoryview(stdin)
@@ -200,12 +256,19 @@ def _communicate(
             selector.register(process.stdin, selectors.EVENT_WRITE)
         else:
             process.stdin.close()
-        while selector.get_map():
+        never_closes = 0
+        if cancel is not None:
+            selector.register(cancel, selectors.EVENT_READ)
+            never_closes = 1  # the cancel pipe: the run is over when only it is left
+        while len(selector.get_map()) > never_closes:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 output.timed_out = True
                 return
             for key, _ in selector.select(remaining):
+                if key.fileobj is cancel:
+                    output.cancelled = True
+                    return
                 if key.fileobj is process.stdin:
                     pending = pending[_write_some(key.fd, pending) :]
                     if not pending:
@@ -249,7 +312,7 @@ def _stop(process: subprocess.Popen[bytes], *, kill: bool) -> None:
 def _result(output: _Output, seconds: float) -> RunResult:
     status = output.status.decode(errors="replace").splitlines()
     stderr = output.stderr.decode(errors="replace")
-    if status[:1] != ["ready"] and not output.timed_out:
+    if status[:1] != ["ready"] and not (output.timed_out or output.cancelled):
         detail = status[0].removeprefix("error: ") if status else stderr.strip()
         raise SandboxError(
             f"the sandbox could not be set up: {detail}",
@@ -271,6 +334,8 @@ def _result(output: _Output, seconds: float) -> RunResult:
 
 def _killed_reason(output: _Output, exit_code: int | None, stderr: str) -> str | None:
     """Why the run did not end normally; `exit_code` is negative for a signal, None if it never ended."""
+    if output.cancelled:
+        return "cancelled"
     if output.timed_out:
         return "wall-clock timeout"
     if output.truncated:
@@ -281,9 +346,19 @@ def _killed_reason(output: _Output, exit_code: int | None, stderr: str) -> str |
         return "cpu time limit"
     if exit_code < 0:
         return f"signal {_signal_name(-exit_code)}"
-    last_line = stderr.strip().rsplit("\n", 1)[-1]
-    if exit_code != 0 and last_line.startswith("MemoryError"):
+    return _limit_refused(stderr) if exit_code != 0 else None
+
+
+def _limit_refused(stderr: str) -> str | None:
+    """The limit behind the uncaught error a program ended with, told by the error it got for it."""
+    last_traceback = stderr.strip().rsplit("Traceback (most recent call last):", 1)[-1]
+    last_line = last_traceback.rsplit("\n", 1)[-1]
+    if last_line.startswith("MemoryError"):
         return "memory limit"
+    # RLIMIT_NPROC: a fork fails with EAGAIN (the traceback shows the fork call), a thread fails to start.
+    fork_refused = last_line.startswith("BlockingIOError: [Errno 11]") and "fork" in last_traceback
+    if fork_refused or last_line.startswith("RuntimeError: can't start new thread"):
+        return "processes limit"
     return None
 
 
