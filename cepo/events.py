@@ -76,6 +76,14 @@ class CandidateScored(BaseModel):
     score: Score
 
 
+class CandidateFailed(BaseModel):
+    """A backend request of this candidate failed: the candidate is out of the run, the others go on."""
+
+    type: Literal["candidate_failed"] = "candidate_failed"
+    candidate: int
+    error: str
+
+
 class Attempt(BaseModel):
     """One plan and its execution (cepo step 1 and 2)."""
 
@@ -99,6 +107,7 @@ class Candidate(BaseModel):
     final: str  # the answer text as the user would get it
     checks: Checks
     score: Score = Field(default_factory=Score)
+    error: str | None = None  # why the candidate failed (a backend error); a failed one is never chosen
 
 
 class StageUsage(BaseModel):
@@ -126,6 +135,12 @@ class MethodResult(BaseModel):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def failed(self) -> list[int]:
+        """The candidates lost to a backend error."""
+        return [candidate.index for candidate in self.candidates if candidate.error is not None]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def usage(self) -> StageUsage:
         """Totals over stages (seconds: the whole run)."""
         total = StageUsage(seconds=self.seconds)
@@ -146,7 +161,7 @@ class Finished(BaseModel):
 
 
 Event = Annotated[
-    StageStarted | StageEnded | BranchToken | BranchEnded | CandidateScored | Finished,
+    StageStarted | StageEnded | BranchToken | BranchEnded | CandidateScored | CandidateFailed | Finished,
     Field(discriminator="type"),
 ]
 EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)

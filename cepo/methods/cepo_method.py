@@ -10,6 +10,10 @@ candidate). With `planning_spares`, that many extra attempts run from the start,
 no wait; once `planning_n` are complete the rest are cancelled and their tokens booked as wasted. A
 candidate with one complete execution has nothing to compare and skips refine; one with none answers
 directly.
+
+A candidate whose backend request fails (the server errs, times out, breaks its answer off) is out of the
+run, recorded with its error; the others go on and one of them is chosen. The run fails only when every
+candidate does, with the first candidate's error.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from functools import partial
 from typing import Literal
 
 from cepo.backends.base import Branch, Message
-from cepo.checks import SHORT_KINDS
+from cepo.checks import SHORT_KINDS, Checks
+from cepo.errors import BackendError
 from cepo.events import Attempt, Candidate, MethodResult
 from cepo.methods import prompts
 from cepo.methods.context import Lane, RunContext, TaskSet
@@ -48,7 +53,11 @@ async def cepo(ctx: RunContext) -> MethodResult:
     finishing = [tasks.spawn(run.finish()) for run in runs]
     await tasks.join()
     candidates = [task.result() for task in finishing]
-    chosen, agreed = await choose(ctx, candidates, config.rating_type)
+    errors = [run.error for run in runs if run.error is not None]
+    if len(errors) == len(runs):
+        raise errors[0]
+    standing = [candidate for candidate in candidates if candidate.error is None]
+    chosen, agreed = await choose(ctx, standing, config.rating_type)
     return ctx.result(NAME, candidates, chosen, agreed)
 
 
@@ -96,6 +105,7 @@ class CandidateRun:
         self.attempts: list[AttemptRun] = []
         self.executing = False  # an execution has started
         self.tasks = TaskSet()  # its attempts: they start along the way (top-ups)
+        self.error: BackendError | None = None  # why it failed, if it did
 
     @property
     def plan_prompt(self) -> list[Message]:
@@ -166,6 +176,28 @@ class CandidateRun:
             _start_plans(self.ctx, [self.new_attempt()], self.tasks)
 
     async def finish(self) -> Candidate:
+        """The checked candidate; a failed one if one of its requests failed in the backend."""
+        try:
+            return await self._finish()
+        except BackendError as error:
+            self.error = error
+            return self._failed(error)
+
+    def _failed(self, error: BackendError) -> Candidate:
+        for attempt in self.attempts:
+            if attempt.plan is not None and attempt.status in ("running", "executing", "complete"):
+                self._drop(attempt, "cancelled", "its candidate failed")
+        self.ctx.candidate_failed(self.index, error)
+        return Candidate(
+            index=self.index,
+            approach=self.approach,
+            attempts=[a.record() for a in self.attempts if a.plan is not None],
+            final="",
+            checks=Checks(kind=self.ctx.kind),
+            error=str(error),
+        )
+
+    async def _finish(self) -> Candidate:
         await self.tasks.join()
         self.ctx.stage_ended("plan", self.index)
         if self.executing:
@@ -239,14 +271,13 @@ def _start_plans(ctx: RunContext, attempts: list[AttemptRun], tasks: TaskSet) ->
         try:
             async for branch in request.branches():
                 plans[branch.index].set_result(branch)
-        except BaseException as error:  # the attempts waiting for a plan fail (or stop) with the request
+        except BackendError as error:  # the attempts waiting for a plan fail, and with them their candidates
             for plan in plans:
-                if plan.done():
-                    continue
-                if isinstance(error, Exception):
+                if not plan.done():
                     plan.set_exception(error)
-                else:
-                    plan.cancel()
+        except BaseException:  # a bug, or the run is cancelled: the attempts stop with the request
+            for plan in plans:
+                plan.cancel()
             raise
 
     tasks.spawn(deliver())

@@ -20,6 +20,7 @@ from cepo.events import (
     BranchEnded,
     BranchToken,
     Candidate,
+    CandidateFailed,
     CandidateScored,
     Event,
     MethodResult,
@@ -66,6 +67,13 @@ class RunContext:
         seconds = time.perf_counter() - self._open.pop((stage, candidate))
         self.emit(StageEnded(stage=stage, candidate=candidate, seconds=seconds))
 
+    def candidate_failed(self, candidate: int, error: Exception) -> None:
+        """`candidate` is out of the run: its open stages end, and an event says why."""
+        for stage, owner in list(self._open):
+            if owner == candidate:
+                self.stage_ended(stage, candidate)
+        self.emit(CandidateFailed(candidate=candidate, error=str(error)))
+
     def busy(self, stage: Stage, started: float) -> None:
         """Stage `stage` was at work from `started` until now (a request, a check run)."""
         self._busy.setdefault(stage, []).append((started, time.perf_counter()))
@@ -103,8 +111,10 @@ class RunContext:
         return checks
 
     def result(self, method: str, candidates: list[Candidate], chosen: int, agreed: bool) -> MethodResult:
-        """The run's result, after telling how each candidate scored."""
+        """The run's result, after telling how each candidate that did not fail scored."""
         for candidate in candidates:
+            if candidate.error is not None:
+                continue
             self.emit(
                 CandidateScored(
                     candidate=candidate.index, answer=candidate.checks.answer, score=candidate.score
@@ -192,7 +202,8 @@ class Request:
 
 class TaskSet:
     """Tasks started along the way (executions, top-ups); `join` waits for all, and cancels the rest when
-    one fails or the run is cancelled, so nothing outlives the run."""
+    one fails or the run is cancelled, so nothing outlives the run. (A candidate's backend failure ends
+    only that candidate: its `finish` returns it failed instead of raising.)"""
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
