@@ -282,7 +282,7 @@ def test_the_error_messages_say_what_to_fix(url: str) -> None:
     [
         (GenerationError("prompt (9000 tokens) + max_tokens (256) exceeds the model's context"), 400,
          "invalid_request_error"),
-        (BackendUnavailable("cannot reach http://upstream/v1"), 503, "service_unavailable_error"),
+        (BackendUnavailable("cannot reach http://upstream/v1"), 502, "server_error"),
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("stream", [False, True])

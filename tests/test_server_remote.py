@@ -1,6 +1,6 @@
 """The server in front of an upstream OpenAI-compatible server (tests/fake_openai_server.py stands in for
 vLLM): answers come from upstream, a client's disconnect closes the upstream streams, an upstream that
-keeps failing is a 503."""
+keeps failing is a 502."""
 
 from __future__ import annotations
 
@@ -52,13 +52,13 @@ def test_a_client_disconnect_closes_the_upstream_stream(url: str, upstream: Fake
     assert upstream.wait_closed_early(1, timeout=30)
 
 
-def test_an_upstream_that_keeps_failing_is_a_503(url: str, upstream: FakeOpenAIServer) -> None:
+def test_an_upstream_that_keeps_failing_is_a_502(url: str, upstream: FakeOpenAIServer) -> None:
     upstream.behaviour.failures = [500, 500]
     response = httpx.post(
         f"{url}/v1/chat/completions", json={"model": "plain", "messages": QUESTION}, timeout=60
     )
 
-    assert response.status_code == 503
+    assert response.status_code == 502
     assert response.json()["error"]["code"] == "backend_unavailable"
     assert "kept failing" in response.json()["error"]["message"]
 

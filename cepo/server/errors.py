@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from cepo.config import ConfigError
-from cepo.errors import BackendUnavailable, CepoError
+from cepo.errors import BackendTimeout, BackendUnavailable, CepoError
 from cepo.server.schemas import ErrorBody, ErrorDetail
 
 log = logging.getLogger("cepo.server")
@@ -69,10 +69,13 @@ def invalid(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> ApiError:
 
 
 def from_cepo_error(error: CepoError) -> ApiError:
-    """What a method run's failure means for the client: its request was wrong, or the backend is down."""
+    """What a method run's failure means for the client: its request was wrong (400), or the backend
+    behind the server failed (502, as a gateway whose upstream does) or stayed silent too long (504)."""
     message = f"{error} ({error.hint})" if error.hint else str(error)
+    if isinstance(error, BackendTimeout):
+        return ApiError(504, message, code="backend_timeout")
     if isinstance(error, BackendUnavailable):
-        return ApiError(503, message, code="backend_unavailable")
+        return ApiError(502, message, code="backend_unavailable")
     return ApiError(400, message, param="cepo" if isinstance(error, ConfigError) else None)
 
 

@@ -13,7 +13,7 @@ import time
 
 from starlette.requests import Request
 
-from cepo.errors import CepoError
+from cepo.errors import BackendUnavailable, CepoError
 from cepo.server.admission import Ticket
 from cepo.server.choices import Ended, Output, Text
 from cepo.server.errors import ApiError, from_cepo_error
@@ -59,6 +59,8 @@ class RunningJob:
             self.status = CLIENT_GONE
             raise
         except CepoError as error:
+            if isinstance(error, BackendUnavailable):  # the operator's to fix, not the client's
+                log.warning("a %s run failed in the backend: %s", self.job.method, error)
             self._fail(from_cepo_error(error))
         except Exception:
             log.exception("a %s run failed", self.job.method)

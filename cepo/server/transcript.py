@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cepo.events import BranchEnded, BranchToken, CandidateScored, Event, MethodResult, Score
+from cepo.events import (
+    BranchEnded,
+    BranchToken,
+    CandidateFailed,
+    CandidateScored,
+    Event,
+    MethodResult,
+    Score,
+)
 
 _STAGE_TITLES = {
     "approaches": "Approaches",
@@ -67,6 +75,11 @@ def describe_score(event: CandidateScored) -> str:
     return f"[Check · candidate {event.candidate + 1}] {'; '.join(facts)}\n\n"
 
 
+def describe_failures(result: MethodResult) -> str:
+    failed = [candidate for candidate in result.candidates if candidate.error is not None]
+    return "".join(f"[Failed · candidate {c.index + 1}] {c.error}\n\n" for c in failed)
+
+
 def describe_choice(result: MethodResult) -> str:
     agreed = " (every candidate agrees)" if result.agreed and len(result.candidates) > 1 else ""
     return f"[Chosen: candidate {result.chosen + 1}]{agreed}\n"
@@ -86,12 +99,14 @@ class Transcript:
             return self._branch_ended((event.stage, event.candidate, event.branch), event)
         if isinstance(event, CandidateScored):
             return self._note(describe_score(event))
+        if isinstance(event, CandidateFailed):
+            return self._abandon(event.candidate)
         return ""
 
     def finish(self, result: MethodResult) -> str:
         """Whatever still waits, then which candidate was chosen."""
         self._live = None
-        return self._drain(everything=True) + describe_choice(result)
+        return self._drain(everything=True) + describe_failures(result) + describe_choice(result)
 
     def _token(self, lane: Lane, text: str) -> str:
         if self._live is None:  # then nothing waits either: draining stops only at a running branch
@@ -110,6 +125,19 @@ class Transcript:
         block.text.append(ending(event))
         block.done = True
         return self._drain() if self._live is None else ""
+
+    def _abandon(self, candidate: int) -> str:
+        """A failed candidate's unfinished branches end here: none will go on. (Why it failed is told at
+        the end, with the scores: a request whose every candidate fails must not have begun its reply.)"""
+        broken = " [failed]\n\n"
+        for lane, block in self._waiting.items():
+            if isinstance(lane, tuple) and lane[1] == candidate and not block.done:
+                block.text.append(broken)
+                block.done = True
+        if self._live is None or self._live[1] != candidate:
+            return ""
+        self._live = None
+        return broken + self._drain()
 
     def _note(self, text: str) -> str:
         self._notes += 1
