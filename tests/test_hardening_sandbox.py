@@ -7,7 +7,6 @@ whose model answers with a fork bomb, beside a request served normally, and a cl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -16,18 +15,18 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 import pytest
 from live_server import live_server, wait_until
+from sandbox_runs import SandboxRuns, record_sandbox_runs
 from scripted_backend import ScriptedBackend
-from test_sandbox import processes_of
 
 from cepo.checks import Checks, Example, check_candidate
-from cepo.sandbox import IsolationReport, isolation_report, runner
+from cepo.sandbox import IsolationReport, isolation_report
 
 EXAMPLES = [Example(kind="call", input="double(3)", output="6")]
 GOOD = "def double(n):\n    return 2 * n\n"
@@ -43,7 +42,7 @@ PROCESS_HOARDER = """
             if os.fork() == 0:
                 time.sleep(3600)
 """
-# Stays running whatever the processes limit refuses it: only the time limit and the group kill end it.
+# Stays running whatever the processes limit refuses it: only the time limit ends it, and its end kills them all.
 SLEEPING_FORK_BOMB = """
     import os, time
 
@@ -61,46 +60,9 @@ def answer(code: str) -> str:
     return f"Here is the solution.\n\n```python\n{textwrap.dedent(code).strip()}\n```\n"
 
 
-def process_args(pid: str) -> list[str]:
-    with contextlib.suppress(OSError):  # the process ended meanwhile
-        return Path("/proc", pid, "cmdline").read_bytes().decode(errors="replace").split("\0")
-    return []
-
-
-@dataclass
-class SandboxRuns:
-    """Every sandbox run started in this process while a test runs: its work directory and uid."""
-
-    started: list[tuple[str, int | None]] = field(default_factory=list)
-
-    def processes(self) -> list[int]:
-        """Pids of these runs' processes still there: started for a run's work directory (a fork keeps
-        the command line), or running as a run's own uid."""
-        arguments = {f"workdir={workdir}" for workdir, _ in self.started}
-        pids = {
-            int(entry.name)
-            for entry in Path("/proc").iterdir()
-            if entry.name.isdigit() and arguments.intersection(process_args(entry.name))
-        }
-        for _, uid in self.started:
-            if uid is not None:
-                pids.update(processes_of(uid))
-        return sorted(pids)
-
-
 @pytest.fixture
 def runs(monkeypatch: pytest.MonkeyPatch) -> SandboxRuns:
-    runs = SandboxRuns()
-    make_workdir = runner._workdir
-
-    @contextlib.contextmanager
-    def recorded(files: dict[str, str], uid: int | None) -> Iterator[str]:
-        with make_workdir(files, uid) as workdir:
-            runs.started.append((workdir, uid))
-            yield workdir
-
-    monkeypatch.setattr(runner, "_workdir", recorded)
-    return runs
+    return record_sandbox_runs(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import socket
@@ -12,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from sandbox_runs import processes_of
 
 from cepo.sandbox import IsolationReport, Limits, isolation_report, run_code, run_code_async
 from cepo.sandbox.runner import _execute
@@ -21,17 +21,6 @@ ROOT = os.geteuid() == 0
 
 def program(source: str) -> str:
     return textwrap.dedent(source).lstrip()
-
-
-def processes_of(uid: int) -> list[int]:
-    """Pids of the processes whose real, effective, saved or file-system uid is `uid`."""
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        with contextlib.suppress(OSError):  # the process ended meanwhile
-            uids = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
-            if str(uid) in uids.split()[1:]:
-                pids.append(int(status.parent.name))
-    return pids
 
 
 @pytest.fixture(scope="module")

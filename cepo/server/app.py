@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 
 from cepo import __version__
@@ -23,15 +23,26 @@ from cepo.server.errors import ApiError, install_handlers, invalid
 from cepo.server.job import Job
 from cepo.server.metrics import CONTENT_TYPE, HasStats, Metrics
 from cepo.server.running import CLIENT_GONE, RunningJob
-from cepo.server.schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from cepo.server.schemas import ChatCompletion, ChatCompletionRequest, ErrorBody, ModelCard, ModelList
 from cepo.server.settings import ServerSettings
 from cepo.server.sse import ChunkWriter, CompletionBuilder
 
 _REQUEST_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
     }
+}
+_ERROR_STATUSES = {
+    400: "malformed or unservable request",
+    401: "missing or wrong API key",
+    413: "body over the server's limit",
+    429: "too many requests running and waiting",
+    503: "the backend cannot be reached",
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "the completion; with stream, its chunks"},
+    **{status: {"model": ErrorBody, "description": text} for status, text in _ERROR_STATUSES.items()},
 }
 
 
@@ -43,6 +54,13 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
     started = int(time.time())
     app = FastAPI(title="cepo", version=__version__, description=__doc__)
     install_handlers(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            FastAPI.openapi(app)["components"]["schemas"].update(_request_schemas())
+        return app.openapi_schema  # type: ignore[return-value]  # set just above
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def authorized(request: Request) -> None:
         if settings.api_key is None:
@@ -64,7 +82,7 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
             "queued": admission.queued,
         }
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
@@ -77,12 +95,14 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
         dependencies=[Depends(authorized)],
         openapi_extra=_REQUEST_BODY,
         response_model=ChatCompletion,
+        responses=_RESPONSES,
     )
     async def chat_completions(request: Request) -> Response:
         arrived = time.perf_counter()
         method = "none"  # the metrics label of a request that names no method
         try:
-            body = ChatCompletionRequest.model_validate_json(await request.body())
+            raw = await _read_body(request, settings.max_body_bytes)
+            body = ChatCompletionRequest.model_validate_json(raw)
             method = body.model if body.model in METHODS else method
             job = Job.from_request(body, backend, settings)
             ticket = admission.reserve()
@@ -104,6 +124,31 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
         return await _complete(running, body)
 
     return app
+
+
+def _request_schemas() -> dict[str, Any]:
+    """The request body's schema and the models it uses, as OpenAPI components; `model` lists the methods."""
+    schema = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema["properties"]["model"]["enum"] = list(METHODS)
+    return {**schema.pop("$defs"), "ChatCompletionRequest": schema}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with a 413 once over `limit` bytes: by its declared length before any of it is
+    read, else (a chunked body declares none) as soon as the bytes received pass the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the body is over this server's limit of {limit} bytes", code="body_too_large")
 
 
 def _refused(error: ApiError, metrics: Metrics, method: str, arrived: float) -> Response:

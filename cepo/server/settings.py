@@ -16,4 +16,7 @@ class ServerSettings(BaseModel):
     retry_after_s: int = Field(5, ge=1, description="what a 429 tells the client to wait")
     max_n: int = Field(4, ge=1, le=16, description="most choices (runs of the method) per request")
     max_tokens: int = Field(4096, ge=1, le=65536, description="largest answer budget a request may ask for")
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest request body; a longer one is refused (413) unread"
+    )
     config: CepoConfig = Field(default_factory=CepoConfig, description="method settings; requests override")
