@@ -42,7 +42,7 @@ PROCESS_HOARDER = """
             if os.fork() == 0:
                 time.sleep(3600)
 """
-# Stays running whatever the processes limit refuses it: only the time limit ends it, and its end kills them all.
+# Keeps running whatever fork the processes limit refuses: only the time limit ends it, killing them all.
 SLEEPING_FORK_BOMB = """
     import os, time
 
