@@ -63,6 +63,17 @@ def test_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
     assert [r.problem for r in ResultsFile(tmp_path).read()] == ["a", "b"]
 
 
+def test_a_second_writer_is_refused_until_the_first_is_done(tmp_path: Path) -> None:
+    with ResultsFile(tmp_path) as results:
+        results.append(record("a"))
+        with pytest.raises(CepoError, match="another `cepo eval` is writing to"), ResultsFile(tmp_path):
+            pass
+        results.append(record("b"))
+    with ResultsFile(tmp_path) as results:
+        results.append(record("c"))
+    assert [r.problem for r in ResultsFile(tmp_path).read()] == ["a", "b", "c"]
+
+
 def test_damaged_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     path.write_text(f"{record('a').model_dump_json()}\n{{broken\n{record('b').model_dump_json()}\n")

@@ -2,11 +2,13 @@
 
 Each line is flushed and fsynced before the next generation is recorded, so an interruption loses at most
 the line being written; reading tolerates that cut-short last line, and the next run drops it and redoes
-that generation.
+that generation. One run at a time writes to a file: a second one into the same directory stops at once
+rather than repeat generations the first is making.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -102,8 +104,21 @@ class ResultsFile:
 
     def __enter__(self) -> ResultsFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        file = self.path.open("ab")
+        try:
+            # Released by the kernel however the process ends, so a killed run never leaves it stale.
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            raise CepoError(
+                f"another `cepo eval` is writing to {self.path}",
+                hint="wait for it to finish, or give this run another --out directory",
+            ) from None
+        if created:
+            _fsync_directory(self.path.parent)  # so the new file's name survives a crash too
+        self._file = file
         self._drop_cut_short_tail()
-        self._file = self.path.open("ab")
         return self
 
     def __exit__(
@@ -121,18 +136,25 @@ class ResultsFile:
 
     def _drop_cut_short_tail(self) -> None:
         """Make the file end with a newline, so the next record starts a line of its own."""
-        if not self.path.exists():
-            return
+        assert self._file is not None
         data = self.path.read_bytes()
         end = data.rfind(b"\n") + 1
         if end == len(data):
             return
-        with self.path.open("r+b") as file:
-            if _complete_tail(data[end:]):  # whole record, only its newline lost: keep it
-                file.seek(0, os.SEEK_END)
-                file.write(b"\n")
-            else:
-                file.truncate(end)
+        if _complete_tail(data[end:]):  # whole record, only its newline lost: keep it
+            self._file.write(b"\n")
+        else:
+            self._file.truncate(end)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _complete_tail(line: bytes) -> Record | None:

@@ -88,8 +88,8 @@ async def run_eval(
 ) -> list[Record]:
     """Run every job of `plan` not already in `results`; returns the records written by this run."""
     runner = _Runner(plan, backend, solve, results, concurrency)
-    jobs = runner.pending_jobs(progress)
-    with results:
+    with results:  # taken first: what is pending is only known once no other run can be writing
+        jobs = runner.pending_jobs(progress)
         tasks = [asyncio.create_task(runner.run(job, progress)) for job in jobs]
         try:
             return list(await asyncio.gather(*tasks))
