@@ -4,6 +4,7 @@ response conforms to the spec. Derandomized, so every run sends the same request
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -17,6 +18,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from scripted_backend import ScriptedBackend
 
+from cepo.methods import METHODS
 from cepo.server.app import create_app
 
 # Answers for what a fuzzed request may reach: a plan, an execution, a final answer, a rating.
@@ -49,3 +51,14 @@ def test_fuzzed_requests_get_no_server_error_and_errors_in_the_openai_shape(case
         error = response.json()["error"]
         assert set(error) == ERROR_FIELDS and error["message"] and error["type"]
         assert not re.search('Traceback|File "', error["message"])
+
+
+def test_the_spec_resolves_every_reference_and_lists_the_methods_as_models() -> None:
+    spec = create_app(BACKEND).openapi()
+
+    references = re.findall(r'"\$ref": "([^"]*)"', json.dumps(spec))
+    assert "#/components/schemas/ChatCompletionRequest" in references
+    defined = {f"#/components/schemas/{name}" for name in spec["components"]["schemas"]}
+    assert set(references) <= defined
+    request = spec["components"]["schemas"]["ChatCompletionRequest"]
+    assert request["properties"]["model"]["enum"] == list(METHODS)

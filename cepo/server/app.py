@@ -38,7 +38,8 @@ _ERROR_STATUSES = {
     401: "missing or wrong API key",
     413: "body over the server's limit",
     429: "too many requests running and waiting",
-    503: "the backend cannot be reached",
+    502: "the backend failed",
+    504: "the backend stayed silent too long",
 }
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "the completion; with stream, its chunks"},
