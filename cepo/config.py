@@ -32,9 +32,10 @@ class StepConfig(BaseModel):
 
     temperature: float = Field(ge=0.0, le=5.0)
     max_tokens: int = Field(ge=1, le=65536)
+    stop: list[str] = Field(default_factory=list, description="texts that end a branch (left out of it)")
 
     def sampling(self, seed: int | None = None) -> Sampling:
-        return Sampling(temperature=self.temperature, max_tokens=self.max_tokens, seed=seed)
+        return Sampling(temperature=self.temperature, max_tokens=self.max_tokens, stop=self.stop, seed=seed)
 
 
 class CepoConfig(BaseModel):
@@ -46,7 +47,9 @@ class CepoConfig(BaseModel):
     planning_spares: int = Field(
         0, ge=0, le=16, description="cepo: extra attempts kept running, so a cut plan costs no wait"
     )
-    plan: StepConfig = StepConfig(temperature=0.55, max_tokens=128)
+    # A plan holds no code: a small model that starts writing code has finished planning, and cutting the
+    # plan there keeps it, where running on into the token limit would reject it.
+    plan: StepConfig = StepConfig(temperature=0.55, max_tokens=128, stop=["```"])
     execute: StepConfig = StepConfig(temperature=0.25, max_tokens=256)
     refine: StepConfig = StepConfig(temperature=0.1, max_tokens=256)
     final: StepConfig = StepConfig(temperature=0.0, max_tokens=96)

@@ -46,6 +46,14 @@ def test_a_yaml_file_sets_steps_in_part(tmp_path: Path) -> None:
     assert (config.plan.temperature, config.plan.max_tokens) == (0.55, 64)
 
 
+def test_a_plan_stops_where_code_starts_unless_told_otherwise() -> None:
+    assert CepoConfig().plan.sampling().stop == ["```"]
+    assert CepoConfig().execute.sampling().stop == []
+    assert CepoConfig(plan={"stop": []}).plan.sampling(seed=3) == CepoConfig().plan.sampling(
+        seed=3
+    ).model_copy(update={"stop": []})
+
+
 def test_the_published_flat_yaml_loads(tmp_path: Path) -> None:
     path = tmp_path / "cepo_config.yaml"
     path.write_text(PUBLISHED_YAML)

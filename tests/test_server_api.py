@@ -189,7 +189,8 @@ def test_cepo_settings_per_request_and_stop_cuts_the_chosen_answer(
     )
     assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == ("The answer", "stop")
     plans = [c for c in backend.calls if re.search(re.escape(prompts.PLAN), c.last_message)]
-    assert [(c.n, c.sampling.max_tokens, c.sampling.stop) for c in plans] == [(3, 30, [])]  # 1 candidate
+    # 1 candidate; the request's stop cuts only the answer, a plan stops only at its own code fence
+    assert [(c.n, c.sampling.max_tokens, c.sampling.stop) for c in plans] == [(3, 30, ["```"])]
     final = [c for c in backend.calls if re.search(re.escape(prompts.FINAL), c.last_message)]
     assert [c.sampling.max_tokens for c in final] == [50]
 
