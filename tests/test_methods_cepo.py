@@ -272,5 +272,5 @@ async def test_plan_diversity_gives_each_candidate_its_own_approach() -> None:
     plan_calls = backend.calls_to(PLAN)
     assert [c.n for c in plan_calls] == [3, 3, 3]
     for call, candidate in zip(plan_calls, result.candidates, strict=True):
-        assert call.last_message.endswith(f"Use this approach: {candidate.approach}")
+        assert call.last_message.endswith(f"Use this approach: {candidate.approach}\n\n{QUESTION}")
     assert_accounting(result, backend)

@@ -1,7 +1,8 @@
 """`cepo bench method`: how fast the methods answer, and how full cepo keeps the engine.
 
 The same questions run in one process as plain, as cepo, and as cepo with every call made one after another
-(`SequentialBackend`, how the reference implementation ran), each from a cold prefix cache. Per method: the
+(`SequentialBackend`, how the reference implementation ran). Each method starts from an engine that holds
+only what any earlier request would have left (see `warm_up`), so its questions are new to it. Per method: the
 first streamed token, wall seconds, generated tokens (kept and wasted) and tok/s, the branches it kept
 decoding on average, and overlap (stage seconds over wall seconds: above 1, stages ran side by side).
 Two ratios sum it up:
@@ -30,15 +31,16 @@ from cepo.backends import Backend, open_backend
 from cepo.backends.llama import LlamaEngine
 from cepo.backends.sequential import SequentialBackend
 from cepo.bench.engine import BRANCHES, aggregate
-from cepo.config import CepoConfig
+from cepo.config import CepoConfig, StepConfig
 from cepo.events import BranchToken, Finished, MethodResult
-from cepo.methods import METHODS, run
+from cepo.methods import METHODS, run, solve
 
 QUESTIONS = (
     'How many times does the letter "r" appear in the word "strawberry"?',
     "Write a Python function `running_max(numbers: list[int]) -> list[int]` that returns, for each "
     "position, the largest number seen so far.\n>>> running_max([1, 3, 2, 5, 4])\n[1, 3, 3, 5, 5]",
 )
+WARM_UP = "Is 7 a prime number?"
 SEQUENTIAL = "cepo-sequential"  # cepo, every call one after another
 CURVE_TOKENS = 128  # tokens per branch when measuring the engine's aggregate tok/s
 
@@ -145,13 +147,11 @@ def interpolate(curve: dict[int, float], x: float) -> float:
 async def bench_method(
     backend: Backend, method: str, question: str, config: CepoConfig, runs: int, bench: MethodBench
 ) -> None:
-    """Run `method` on `question` `runs` times, each from a cold cache, adding each run to `bench`. Run r
-    uses seed r, so every method sees the same seeds."""
+    """Run `method` on `question` `runs` times, adding each run to `bench`. Run r uses seed r, so every
+    method sees the same seeds."""
     engine = backend.inner if isinstance(backend, SequentialBackend) else backend
     for index in range(runs):
-        if isinstance(engine, LlamaEngine):
-            engine.clear_cache()
-            before = engine.load()
+        before = engine.load() if isinstance(engine, LlamaEngine) else None
         started, first = time.perf_counter(), None
         seeded = config.merged({"seed": index if config.seed is None else config.seed + index})
         async for event in run(method, backend, question, seeded):
@@ -159,8 +159,19 @@ async def bench_method(
                 first = time.perf_counter() - started
             if isinstance(event, Finished):
                 result = event.result
-        branch_s = engine.load().since(before).branch_s if isinstance(engine, LlamaEngine) else None
+        branch_s = None if before is None else engine.load().since(before).branch_s
         bench.add(result, first if first is not None else result.seconds, branch_s)
+
+
+async def warm_up(backend: Backend, method: str, config: CepoConfig) -> None:
+    """Start a method from what a running server holds, not from an empty engine: forget every cached
+    prefix, then run the method once on another question with one-token steps, which leaves the
+    prompts' shared beginnings (the chat template, the instructions) in the cache, as any request would."""
+    engine = backend.inner if isinstance(backend, SequentialBackend) else backend
+    if isinstance(engine, LlamaEngine):
+        engine.clear_cache()
+    steps = {name: {"max_tokens": 1} for name, value in config if isinstance(value, StepConfig)}
+    await solve(method, backend, WARM_UP, config.merged({**steps, "seed": 0}))
 
 
 async def bench_methods(
@@ -178,6 +189,7 @@ async def bench_methods(
         figures.methods.append(bench)
         progress.update(task, description=method)
         target, name = (SequentialBackend(backend), "cepo") if method == SEQUENTIAL else (backend, method)
+        await warm_up(target, name, config)
         for question in questions:
             await bench_method(target, name, question, config, runs, bench)
             progress.advance(task, runs)
@@ -189,10 +201,11 @@ async def bench_methods(
 
 
 def method_table(figures: MethodFigures) -> Table:
-    table = Table(title=f"methods on {figures.model}: {len(figures.questions)} questions, cold cache")
+    table = Table(title=f"methods on {figures.model}: {len(figures.questions)} new questions")
     columns = ("method", "first token s", "total s", "tokens", "wasted", "tok/s", "live branches", "overlap")
-    for column in (*columns, "answers"):
-        table.add_column(column, justify="left" if column in ("method", "answers") else "right")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "method" else "right")
+    table.add_column("answers", max_width=40, no_wrap=True, overflow="ellipsis")
     for b in figures.methods:
         table.add_row(
             b.method,
@@ -203,9 +216,15 @@ def method_table(figures: MethodFigures) -> Table:
             f"{b.tokens_per_s:.1f}",
             "" if b.live_branches is None else f"{b.live_branches:.1f}",
             f"{b.overlap:.2f}x",
-            ", ".join(str(answer) for answer in b.answers),
+            ", ".join(_short(answer) for answer in b.answers),
         )
     return table
+
+
+def _short(answer: str | None, width: int = 12) -> str:
+    """An answer on one line: short answers whole, code cut to its start."""
+    line = str(answer).strip().splitlines()[0] if answer and answer.strip() else str(answer)
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def summary(figures: MethodFigures) -> str:

@@ -27,7 +27,7 @@ _FINAL_REPLY: dict[TaskKind, str] = {
 _PROGRAM = "Write a short Python program that computes the answer and prints it, in one ```python block."
 
 PLAN = (
-    "Write a plan of at most 3 short steps to solve this. Do not solve it yet. "
+    "Write a plan of at most 3 short steps to solve the task below. Do not solve it yet. "
     "After each step, write your confidence: high, medium or low."
 )
 EXECUTE = "Now carry out your plan step by step, briefly. Take extra care with the low-confidence steps."
@@ -37,7 +37,7 @@ REFINE = (
 )
 FINAL = "Now give the final answer to the question."
 APPROACHES = (
-    "Give {n} different ways to solve this, one per line, numbered 1 to {n}. "
+    "Give {n} different ways to solve the task below, one per line, numbered 1 to {n}. "
     "One short sentence each. Do not solve it."
 )
 RATE = (
@@ -51,9 +51,11 @@ COMPARE = (
 
 
 def with_question(messages: list[Message], instruction: str) -> list[Message]:
-    """The conversation with `instruction` added after the user's question."""
+    """The conversation with `instruction` put before the user's question. Instruction first, because then
+    every question's prompt starts with the same tokens: the engine reuses their cells instead of reading
+    them again, and the first plan token of a new question comes after a prefill of the question alone."""
     question = messages[-1]
-    return [*messages[:-1], {"role": question["role"], "content": f"{question['content']}\n\n{instruction}"}]
+    return [*messages[:-1], {"role": question["role"], "content": f"{instruction}\n\n{question['content']}"}]
 
 
 def continued(messages: list[Message], reply: str, instruction: str) -> list[Message]:
