@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from rich.progress import Progress
-from scripted_backend import ScriptedBackend
+from scripted_backend import ScriptedBackend, prompt_text
 from test_methods_cepo import EXECUTE, FINAL, PLAN, REFINE
 
 from cepo.bench import method as method_module
 from cepo.bench.method import (
     SEQUENTIAL,
+    WARM_UP,
     MethodBench,
     MethodFigures,
     bench_methods,
@@ -36,12 +37,19 @@ async def test_the_figures_add_up_over_questions_and_runs() -> None:
 
     cepo, sequential = figures.methods
     assert (cepo.method, cepo.runs, cepo.answers) == ("cepo", 4, ["3"] * 4)
-    assert cepo.generated_tokens == sequential.generated_tokens == backend.produced_tokens // 2
+    warm_up = [call for call in backend.calls if WARM_UP in prompt_text(call.prompt)]
+    timed = [call for call in backend.calls if call not in warm_up]
+    assert warm_up and all(call.sampling.max_tokens == 1 for call in warm_up)  # one-token steps
+    assert (
+        cepo.generated_tokens
+        == sequential.generated_tokens
+        == sum(b.tokens for c in timed for b in c.branches) // 2
+    )
     assert set(cepo.stage_seconds) == {"plan", "execute", "refine", "final", "check"}
     assert 0 < cepo.first_token_s <= cepo.seconds and cepo.overlap > 0 and cepo.wasted_tokens == 0
     assert figures.speedup_vs_sequential == sequential.seconds / cepo.seconds
     assert cepo.live_branches is None and figures.engine_utilization is None  # no embedded engine here
-    assert [call.sampling.seed for call in backend.calls if call.rule == PLAN][:2] == [0, 1]  # run 0, run 1
+    assert [call.sampling.seed for call in timed if call.rule == PLAN][:2] == [0, 1]  # run 0, run 1
     assert method_table(figures).row_count == 2
 
 
