@@ -49,7 +49,10 @@ async def test_the_figures_add_up_over_questions_and_runs() -> None:
     assert 0 < cepo.first_token_s <= cepo.seconds and cepo.overlap > 0 and cepo.wasted_tokens == 0
     assert figures.speedup_vs_sequential == sequential.seconds / cepo.seconds
     assert cepo.live_branches is None and figures.engine_utilization is None  # no embedded engine here
-    assert [call.sampling.seed for call in timed if call.rule == PLAN][:2] == [0, 1]  # run 0, run 1
+    batched_plans = [call.sampling.seed for call in timed if call.rule == PLAN and call.n > 1]
+    assert batched_plans == [0, 1, 0, 1]  # cepo: run 0 and run 1 of each question
+    single_plans = [call.sampling.seed for call in timed if call.rule == PLAN and call.n == 1]
+    assert single_plans == [*range(9), *range(1, 10)] * 2  # the sequential runs: the same seeds, in turn
     assert method_table(figures).row_count == 2
 
 

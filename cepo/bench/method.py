@@ -1,8 +1,8 @@
 """`cepo bench method`: how fast the methods answer, and how full cepo keeps the engine.
 
 The same questions run in one process as plain, as cepo, and as cepo with every call made one after another
-(`SequentialBackend`, how the reference implementation ran). Each method starts from an engine that holds
-only what any earlier request would have left (see `warm_up`), so its questions are new to it. Per method: the
+(`SequentialBackend`, how the reference implementation ran), taking turns on each question. Every run starts
+from an engine that holds only what any earlier request would have left (see `warm_up`). Per method: the
 first streamed token, wall seconds, generated tokens (kept and wasted) and tok/s, the branches it kept
 decoding on average, and overlap (stage seconds over wall seconds: above 1, stages ran side by side).
 Two ratios sum it up:
@@ -144,29 +144,27 @@ def interpolate(curve: dict[int, float], x: float) -> float:
     return points[-1][1]
 
 
-async def bench_method(
-    backend: Backend, method: str, question: str, config: CepoConfig, runs: int, bench: MethodBench
+async def bench_run(
+    backend: Backend, method: str, question: str, config: CepoConfig, bench: MethodBench
 ) -> None:
-    """Run `method` on `question` `runs` times, adding each run to `bench`. Run r uses seed r, so every
-    method sees the same seeds."""
+    """One timed run of `method` on `question`, after `warm_up`, added to `bench`."""
+    await warm_up(backend, method, config)
     engine = backend.inner if isinstance(backend, SequentialBackend) else backend
-    for index in range(runs):
-        before = engine.load() if isinstance(engine, LlamaEngine) else None
-        started, first = time.perf_counter(), None
-        seeded = config.merged({"seed": index if config.seed is None else config.seed + index})
-        async for event in run(method, backend, question, seeded):
-            if first is None and isinstance(event, BranchToken):
-                first = time.perf_counter() - started
-            if isinstance(event, Finished):
-                result = event.result
-        branch_s = None if before is None else engine.load().since(before).branch_s
-        bench.add(result, first if first is not None else result.seconds, branch_s)
+    before = engine.load() if isinstance(engine, LlamaEngine) else None
+    started, first = time.perf_counter(), None
+    async for event in run(method, backend, question, config):
+        if first is None and isinstance(event, BranchToken):
+            first = time.perf_counter() - started
+        if isinstance(event, Finished):
+            result = event.result
+    branch_s = None if before is None else engine.load().since(before).branch_s
+    bench.add(result, first if first is not None else result.seconds, branch_s)
 
 
 async def warm_up(backend: Backend, method: str, config: CepoConfig) -> None:
-    """Start a method from what a running server holds, not from an empty engine: forget every cached
-    prefix, then run the method once on another question with one-token steps, which leaves the
-    prompts' shared beginnings (the chat template, the instructions) in the cache, as any request would."""
+    """Start a run from what a running server holds, not from an empty engine nor from another method's
+    run of the same question: forget every cached prefix, then run the method on another question with
+    one-token steps, which leaves the prompts' shared beginnings (chat template, instructions) cached."""
     engine = backend.inner if isinstance(backend, SequentialBackend) else backend
     if isinstance(engine, LlamaEngine):
         engine.clear_cache()
@@ -182,17 +180,22 @@ async def bench_methods(
     runs: int,
     progress: Progress,
 ) -> MethodFigures:
-    figures = MethodFigures(backend.model, questions, config.model_dump(), [])
+    """Every method on every question `runs` times. Methods take turns on each question, so a slow
+    spell of a shared machine hits them alike; run r uses seed r, so they see the same seeds."""
+    benches = {method: MethodBench(method) for method in methods}
+    figures = MethodFigures(backend.model, questions, config.model_dump(), list(benches.values()))
+    sequential = SequentialBackend(backend)
     task = progress.add_task("methods", total=len(methods) * len(questions) * runs)
-    for method in methods:
-        bench = MethodBench(method)
-        figures.methods.append(bench)
-        progress.update(task, description=method)
-        target, name = (SequentialBackend(backend), "cepo") if method == SEQUENTIAL else (backend, method)
-        await warm_up(target, name, config)
-        for question in questions:
-            await bench_method(target, name, question, config, runs, bench)
-            progress.advance(task, runs)
+    for question in questions:
+        for index in range(runs):
+            seeded = config.merged({"seed": index if config.seed is None else config.seed + index})
+            for method, bench in benches.items():
+                progress.update(task, description=method)
+                if method == SEQUENTIAL:
+                    await bench_run(sequential, "cepo", question, seeded, bench)
+                else:
+                    await bench_run(backend, method, question, seeded, bench)
+                progress.advance(task)
     if isinstance(backend, LlamaEngine) and "cepo" in methods:
         progress.update(task, description="the engine's aggregate tok/s")
         for n in BRANCHES:
