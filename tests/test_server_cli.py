@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cepo.cli import main
+from cepo.server.settings import ServerSettings
 
 
 def test_models_lists_the_methods_served() -> None:
@@ -55,6 +56,25 @@ def test_serve_with_a_bad_config_file_names_the_setting(tmp_path: Path) -> None:
     assert result.output.startswith(
         "Error: invalid config: planning_n: Input should be greater than or equal to 1"
     )
+
+
+def test_serve_passes_its_limits_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cepo.server import cli as server_cli
+
+    served: list[ServerSettings] = []
+
+    async def record(listener: socket.socket, backend: object, settings: ServerSettings, level: str) -> None:
+        listener.close()
+        served.append(settings)
+
+    monkeypatch.setattr(server_cli, "_serve", record)
+    limits = ["--max-concurrent", "3", "--max-queued", "5", "--max-n", "2", "--max-tokens", "100"]
+    result = CliRunner().invoke(main, ["serve", "--port", "0", *limits, "--max-body-bytes", "4096"])
+
+    assert result.exit_code == 0, result.output
+    [settings] = served
+    assert (settings.max_concurrent, settings.max_queued, settings.max_n) == (3, 5, 2)
+    assert (settings.max_tokens, settings.max_body_bytes) == (100, 4096)
 
 
 def test_serve_help_has_examples() -> None:

@@ -135,6 +135,13 @@ def backend_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Largest answer budget.",
 )
 @click.option(
+    "--max-body-bytes",
+    default=1 << 20,
+    show_default=True,
+    type=click.IntRange(min=1024),
+    help="Largest request body; a larger one is refused with 413 unread.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def serve(
@@ -148,6 +155,7 @@ def serve(
     max_queued: int,
     max_n: int,
     max_tokens: int,
+    max_body_bytes: int,
     log_level: str,
 ) -> None:
     """Serve the reasoning methods as an OpenAI-compatible API: POST /v1/chat/completions with the
@@ -168,6 +176,7 @@ def serve(
         max_queued=max_queued,
         max_n=max_n,
         max_tokens=max_tokens,
+        max_body_bytes=max_body_bytes,
         config=CepoConfig.from_yaml(config_file) if config_file else CepoConfig(),
     )
     if host not in _LOOPBACK and api_key is None:
