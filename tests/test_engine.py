@@ -45,6 +45,17 @@ async def test_branches_share_one_prefill(engine: LlamaEngine) -> None:
     assert all(b.tokens == 1 for b in completion.branches)
 
 
+async def test_the_load_totals_count_every_token_and_branch(engine: LlamaEngine) -> None:
+    before = engine.load()
+    completion = await engine.generate("Count: one, two,", 3, Sampling(max_tokens=6, ignore_eos=True, seed=1))
+    load = engine.load().since(before)
+
+    assert load.tokens == completion.completion_tokens == 18
+    # 5 steps decode the 3 branches (their first tokens come with the prompt); never more than 3 at once
+    assert load.steps >= 5 and 0 < load.branch_s <= 3 * load.busy_s
+    assert "18 tokens" in load.describe(2.0) and "9.0 tok/s" in load.describe(2.0)
+
+
 async def test_seeded_sampling_repeats_and_branches_differ(engine: LlamaEngine) -> None:
     sampling = Sampling(temperature=0.9, max_tokens=40, seed=7)
     first = await engine.generate(QUESTION, n=3, sampling=sampling)

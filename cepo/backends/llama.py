@@ -77,6 +77,16 @@ class EngineLoad:
             self.tokens - earlier.tokens,
         )
 
+    def describe(self, wall_s: float) -> str:
+        """What a stretch of `wall_s` seconds asked of the engine, in one line."""
+        if wall_s <= 0:
+            return "engine: no time measured"
+        return (
+            f"engine: {self.tokens:,} tokens in {wall_s:,.0f} s, {self.tokens / wall_s:.1f} tok/s; "
+            f"busy {100 * self.busy_s / wall_s:.0f}% of the time, "
+            f"{self.branch_s / wall_s:.1f} branches decoding on average"
+        )
+
 
 class _LlamaMemory:
     """The KV mirror's two calls, on llama.cpp's memory."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 import yaml
 
 from cepo.backends import open_backend
+from cepo.backends.llama import LlamaEngine
 from cepo.config import CepoConfig, ConfigError
 from cepo.evals.base import Dataset, Problem
 from cepo.evals.datasets import DATASETS, get_dataset
@@ -135,6 +137,8 @@ async def _run(plan: EvalPlan, options: dict[str, Any]) -> None:
         api_key=options["api_key"],
         model_name=options["model_name"],
     )
+    engine = backend if isinstance(backend, LlamaEngine) else None
+    before, started = engine.load() if engine else None, time.perf_counter()
     try:
         with RichProgress() as progress:
             await run_eval(
@@ -145,5 +149,7 @@ async def _run(plan: EvalPlan, options: dict[str, Any]) -> None:
                 concurrency=options["concurrency"],
                 progress=progress,
             )
+        if engine and before:  # how full the run kept the engine
+            click.echo(engine.load().since(before).describe(time.perf_counter() - started))
     finally:
         await backend.aclose()
