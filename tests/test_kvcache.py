@@ -69,6 +69,28 @@ def test_pinned_and_live_sequences_are_never_evicted() -> None:
     assert kv.is_live(live)
 
 
+def test_trimming_keeps_the_newest_cache_and_what_live_sequences_share() -> None:
+    kv = KVCache(RecordingMemory(), n_cells=100, n_seqs=4)
+    prompt = kv.acquire()
+    kv.append(prompt, [1, 2, 3, 4])
+    branch = kv.acquire()
+    kv.copy(prompt, branch)
+    kv.append(branch, [5])  # live: shares the prompt's 4 cells
+    kv.release(prompt, keep=True)
+    old, new = kv.acquire(), kv.acquire()
+    kv.append(old, [6, 7, 8])
+    kv.release(old, keep=True)
+    kv.append(new, [9, 10])
+    kv.release(new, keep=True)
+
+    kv.trim(max_cached=2)  # old goes; the prompt's cells are held by the live branch, so cost nothing
+    assert kv.longest_prefix([6, 7]) == (None, 0)
+    assert kv.longest_prefix([9, 10]) == (new, 2) and kv.longest_prefix([1, 2, 3])[1] == 3
+    assert kv.used_cells == 5 + 2
+    kv.trim(max_cached=0)
+    assert kv.used_cells == kv.live_cells() == 5 and kv.cached_seqs() == 1  # the prompt: no cell of its own
+
+
 def test_long_prefixes_compare_exactly() -> None:
     kv = KVCache(RecordingMemory(), n_cells=5000, n_seqs=2)
     seq = kv.acquire()

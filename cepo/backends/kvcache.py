@@ -127,6 +127,15 @@ class KVCache:
             self._remove(min(cached)[1])
         return True
 
+    def trim(self, max_cached: int) -> None:
+        """Evict cached sequences, least recently used first, until the cells that only cached sequences
+        hold number at most `max_cached`."""
+        live = self.live_cells()
+        for _, seq in sorted((e.last_used, s) for s, e in self._seqs.items() if not e.live):
+            if self.used_cells - live <= max_cached:
+                return
+            self._remove(seq)
+
     def _remove(self, seq: int) -> None:
         entry = self._seqs.pop(seq)
         self.memory.seq_rm(seq, -1, -1)

@@ -58,6 +58,9 @@ class EngineConfig(BaseModel):
     n_threads: int | None = Field(None, ge=1, description="None: one per core")
     flash_attn: bool = True
     keep_finished: bool = Field(True, description="keep finished branches' cells for prefix reuse")
+    # Attention scans every used cell of the unified cache, masked or not: 13k cached cells cut 8 branches'
+    # decoding from 159 to 94 tok/s. So the cache keeps only what is likely to be asked for again soon.
+    cache_cells: int = Field(2048, ge=0, description="most cells kept for finished branches' prefixes")
 
 
 @dataclass
@@ -514,7 +517,10 @@ class LlamaEngine(Backend):
         branch.pending = None
         self._room_changed = True
         llama.llama_sampler_free(branch.sampler)
-        self.kv.release(branch.seq, keep=self.config.keep_finished and reason != "cancelled")
+        keep = self.config.keep_finished and reason != "cancelled"
+        self.kv.release(branch.seq, keep=keep)
+        if keep:
+            self.kv.trim(self.config.cache_cells)
         started = branch.first_token_at or now
         timings = Timings(
             queue_s=request.admitted_at - request.submitted_at,
