@@ -88,7 +88,8 @@ def test_trimming_keeps_the_newest_cache_and_what_live_sequences_share() -> None
     assert kv.longest_prefix([9, 10]) == (new, 2) and kv.longest_prefix([1, 2, 3])[1] == 3
     assert kv.used_cells == 5 + 2
     kv.trim(max_cached=0)
-    assert kv.used_cells == kv.live_cells() == 5 and kv.cached_seqs() == 1  # the prompt: no cell of its own
+    assert kv.used_cells == kv.live_cells() == 5 and kv.cached_seqs() == 0
+    assert kv.longest_prefix([1, 2, 3]) == (branch, 3)  # live sequences still offer the prompt
 
 
 def test_long_prefixes_compare_exactly() -> None:
