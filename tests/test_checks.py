@@ -160,6 +160,19 @@ async def test_a_code_candidate_is_checked_from_its_most_final_text_with_code() 
     )
 
 
+async def test_the_code_that_passes_most_examples_wins_the_most_final_among_equals() -> None:
+    examples = [Example(kind="call", input=f"sq({x})", output=str(x * x)) for x in (3, 2)]
+    wrong, half, right = "x - 1", "9 if x == 3 else 0", "x * x"
+    texts = [f"```python\ndef sq(x):\n    return {body}\n```" for body in (wrong, half, right, right)]
+    checks = await check_candidate(texts, "code", examples, run_program=False, seconds=5)
+    assert (checks.source, checks.examples_passed) == (2, 2) and "x * x" in str(checks.answer)
+
+    better_later = await check_candidate(texts[:2], "code", examples, run_program=False, seconds=5)
+    assert (better_later.source, better_later.examples_passed) == (1, 1)
+    equals = await check_candidate(texts[2:], "code", [], run_program=False, seconds=5)
+    assert (equals.source, equals.parses) == (0, True)  # no examples: the most final code that parses
+
+
 async def test_a_short_answer_can_come_from_the_candidates_program() -> None:
     texts = ["2", "```python\nword = 'strawberry'\nprint(word.count('r'))\n```"]
     by_program = await check_candidate(texts, "number", [], run_program=True, seconds=5)

@@ -255,6 +255,22 @@ async def test_code_candidates_are_ranked_by_the_examples_they_pass(rating_type:
     assert backend.calls_to(RATE) == []  # a single best candidate: nothing to break
 
 
+async def test_working_code_of_an_execution_outranks_a_final_answer_that_broke_it() -> None:
+    working = "```python\ndef double(x):\n    return 2 * x\n```"
+    backend = ScriptedBackend(
+        [
+            (PLAN, "1. Multiply. (high)"),
+            (EXECUTE, working),
+            (REFINE, "```python\ndef double(x):\n    return x - 1\n```"),
+            (FINAL, "```python\ndef double(x):\n    return x\n```"),
+        ]
+    )
+    result = await solve("cepo", backend, CODE_QUESTION, SMALL)
+
+    assert [c.checks.source for c in result.candidates] == [2, 2, 2]  # the executions' code
+    assert result.answer == working and all(c.score.examples_passed == 1 for c in result.candidates)
+
+
 async def test_plan_diversity_gives_each_candidate_its_own_approach() -> None:
     backend = ScriptedBackend(
         [

@@ -20,6 +20,7 @@ class Checks(BaseModel):
     examples: list[ExampleResult] = Field(default_factory=list)
     program_output: str | None = None  # short answers: what the candidate's own program printed
     program_error: str | None = None
+    source: int = 0  # code: which of the candidate's texts (0: the most final) the checked code came from
 
     @property
     def examples_passed(self) -> int:
@@ -30,7 +31,9 @@ async def check_candidate(
     texts: list[str], kind: TaskKind, examples: list[Example], *, run_program: bool, seconds: float
 ) -> Checks:
     """Check a candidate whose texts are given most final first (final answer, refined solution,
-    executions): the first text holding an answer of the wanted kind is the one checked.
+    executions). Code: each text's code is run against the examples, most final first, until one passes
+    them all; the best one (parses, then passes most) is the candidate's, so a final step that broke
+    working code does not sink it. Short answers: the first text holding one is taken.
 
     `run_program`: for a short answer, run the first Python block found and take the answer it prints."""
     limits = Limits(cpu_s=seconds, wall_s=seconds)
@@ -52,12 +55,32 @@ async def check_candidate(
 
 
 async def _check_code(texts: list[str], examples: list[Example], limits: Limits) -> Checks:
-    code = _first(extract_code(text, called_names(examples)) for text in texts)
-    if code is None:
-        return Checks(kind="code", parses=False, examples=_failed(examples, "no code found"))
+    names = called_names(examples)
+    best: Checks | None = None
+    seen: set[str] = set()
+    for source, text in enumerate(texts):
+        code = extract_code(text, names)
+        if code is None or code in seen:
+            continue
+        seen.add(code)
+        checks = await _check_one(code, source, examples, limits)
+        if best is None or _rank(checks) > _rank(best):
+            best = checks
+        if checks.parses and checks.examples_passed == len(examples):
+            break
+    return best or Checks(kind="code", parses=False, examples=_failed(examples, "no code found"))
+
+
+async def _check_one(code: str, source: int, examples: list[Example], limits: Limits) -> Checks:
     if not parses(code):
-        return Checks(kind="code", answer=code, parses=False, examples=_failed(examples, "not valid Python"))
-    return Checks(kind="code", answer=code, parses=True, examples=await run_examples(code, examples, limits))
+        failed = _failed(examples, "not valid Python")
+        return Checks(kind="code", answer=code, parses=False, source=source, examples=failed)
+    results = await run_examples(code, examples, limits)
+    return Checks(kind="code", answer=code, parses=True, source=source, examples=results)
+
+
+def _rank(checks: Checks) -> tuple[bool, int]:
+    return bool(checks.parses), checks.examples_passed
 
 
 def _failed(examples: list[Example], detail: str) -> list[ExampleResult]:

@@ -121,10 +121,13 @@ class RunContext:
                 )
             )
         winner = candidates[chosen]
+        answer = winner.final
+        if winner.checks.source and winner.checks.answer is not None:  # its code came from an earlier step
+            answer = f"```python\n{winner.checks.answer}\n```"
         return MethodResult(
             method=method,
             kind=self.kind,
-            answer=winner.final,
+            answer=answer,
             extracted=winner.checks.answer,
             chosen=chosen,
             candidates=candidates,
