@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from cepo.backends import BranchEnd, Sampling, TokenEvent
-from cepo.backends.llama import LlamaEngine, shared_engine
+from cepo.backends.llama import EngineConfig, LlamaEngine, shared_engine
 from cepo.errors import GenerationError
 
 pytestmark = pytest.mark.model
@@ -158,6 +158,25 @@ async def test_requests_beyond_free_cells_wait_for_room(engine: LlamaEngine) -> 
     assert all(b.finish_reason in ("stop", "length") for r in results for b in r.branches)
     assert any(r.branches[0].timings.queue_s > 0 for r in results)
     assert_all_freed(engine)
+
+
+async def test_past_busy_cells_a_request_waits_until_the_running_ones_finish() -> None:
+    engine = LlamaEngine(EngineConfig(n_ctx=1024, busy_cells=64))
+    try:
+        sampling = Sampling(max_tokens=40, ignore_eos=True, seed=0)
+        first, second = engine.stream("One, two,", 1, sampling), engine.stream("Red, green,", 1, sampling)
+        async with first:
+            tokens = 0
+            async for _ in first:
+                tokens += 1
+                if tokens == 5:  # the engine has read both requests by now, and runs only the first
+                    assert (engine.stats()["active_requests"], engine.stats()["waiting_requests"]) == (1, 1)
+        async with second:
+            async for _ in second:
+                pass
+        assert second.completion().branches[0].tokens == 40
+    finally:
+        engine.close()
 
 
 def test_a_caller_whose_event_loop_closed_does_not_disturb_the_others(engine: LlamaEngine) -> None:

@@ -61,6 +61,11 @@ class EngineConfig(BaseModel):
     # Attention scans every used cell of the unified cache, masked or not: 13k cached cells cut 8 branches'
     # decoding from 159 to 94 tok/s. So the cache keeps only what is likely to be asked for again soon.
     cache_cells: int = Field(2048, ge=0, description="most cells kept for finished branches' prefixes")
+    # For the same reason, a step's cost grows with its branches times the cells in use: past some number
+    # of cells, admitting another request slows every branch more than the new branches add.
+    busy_cells: int = Field(
+        8192, ge=1, description="cells running requests may reserve together before new ones wait"
+    )
 
 
 @dataclass
@@ -361,7 +366,8 @@ class LlamaEngine(Backend):
                 request.cancelled_branches.add(branch)
 
     def _admit(self) -> None:
-        """Start waiting requests, oldest first, while their worst case fits beside the running ones."""
+        """Start waiting requests, oldest first, while their worst case fits beside the running ones (and,
+        unless nothing runs, within `busy_cells`)."""
         if not self._room_changed:
             return  # nothing arrived or ended since the last try: it would fail the same way, every step
         self._room_changed = False
@@ -376,6 +382,11 @@ class LlamaEngine(Backend):
             reused = min(reused, len(request.tokens) - 1)  # the last prompt token is decoded for its logits
             budget = request.n * request.sampling.max_tokens
             prompt = len(request.tokens)
+            if (
+                self._active
+                and self.kv.live_cells() + reserved + prompt - reused + budget > self.config.busy_cells
+            ):
+                return  # it would fit, but slow the running requests down more than its branches add
             if not (
                 reused and self.kv.make_room(reserved + prompt - reused + budget, request.n, pinned=source)
             ):
