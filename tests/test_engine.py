@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from cepo.backends import BranchEnd, Sampling, TokenEvent
+from cepo.backends import BranchEnd, Sampling, TokenEvent, open_backend
 from cepo.backends.llama import EngineConfig, LlamaEngine, shared_engine
 from cepo.errors import GenerationError
 
@@ -189,6 +189,15 @@ def test_a_caller_whose_event_loop_closed_does_not_disturb_the_others(engine: Ll
     asyncio.run(abandon())
     assert asyncio.run(ask()) > 5
     assert_all_freed(engine)  # the abandoned request was cancelled long before this one finished
+
+
+async def test_an_engine_with_its_own_thread_count_is_not_the_shared_one(engine: LlamaEngine) -> None:
+    own = open_backend(threads=1)
+    try:
+        assert isinstance(own, LlamaEngine) and own.threads == 1 and own is not shared_engine()
+        assert (await own.generate("Hi", 1, Sampling(max_tokens=2, ignore_eos=True))).completion_tokens == 2
+    finally:
+        await own.aclose()
 
 
 async def test_a_closed_shared_engine_is_replaced_not_reused() -> None:

@@ -70,6 +70,23 @@ def test_eval_runs_resumes_and_reports(tmp_path: Path, solved: list[str]) -> Non
     assert report.output == (out / "report.md").read_text() + "\n"
 
 
+def test_threads_go_to_the_embedded_engine(
+    tmp_path: Path, solved: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[dict[str, Any]] = []
+
+    def open_backend(**options: Any) -> FakeBackend:
+        opened.append(options)
+        return FakeBackend()
+
+    monkeypatch.setattr("cepo.evals.cli.open_backend", open_backend)
+    args = ["--dataset", "letters", "--limit", "1", "--methods", "plain", "--threads", "1"]
+    result = CliRunner().invoke(eval_group, [*args, "--out", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    assert [options["threads"] for options in opened] == [1]
+
+
 def test_skipped_bad_lines_are_named_on_stderr(tmp_path: Path, solved: list[str]) -> None:
     data = tmp_path / "crux.jsonl"
     data.write_text('{"id": "a", "code": "def f(x):\\n    return x", "input": "1", "output": "1"}\n{oops\n')

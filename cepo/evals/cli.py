@@ -54,6 +54,11 @@ from cepo.methods import METHODS, solve
 @click.option("--base-url", help="An OpenAI-compatible server to use instead of the embedded engine.")
 @click.option("--api-key", envvar="OPENAI_API_KEY", help="The server's API key.")
 @click.option("--model-name", help="The model to ask the server for.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Decoding threads of the embedded engine (default: one per core; fewer on a shared CPU).",
+)
 @click.pass_context
 def eval_group(ctx: click.Context, **options: Any) -> None:
     """Run reasoning methods over a benchmark and record every generation; rerunning resumes.
@@ -136,6 +141,7 @@ async def _run(plan: EvalPlan, options: dict[str, Any]) -> None:
         base_url=options["base_url"],
         api_key=options["api_key"],
         model_name=options["model_name"],
+        threads=options["threads"],
     )
     engine = backend if isinstance(backend, LlamaEngine) else None
     before, started = engine.load() if engine else None, time.perf_counter()

@@ -37,11 +37,6 @@ class BackendChoice:
 
     async def open(self) -> Backend:
         """The backend; an upstream's model is the one it serves, unless named."""
-        if not self.base_url and self.threads is not None:
-            from cepo.backends.llama import EngineConfig, LlamaEngine
-
-            path = None if self.model_path is None else Path(self.model_path)
-            return LlamaEngine(EngineConfig(model_path=path, n_threads=self.threads))
         model_name = self.model_name
         if self.base_url and not model_name:
             served = await self.upstream_models()
@@ -51,7 +46,9 @@ class BackendChoice:
                     hint="choose one with --model-name",
                 )
             model_name = served[0]
-        return open_backend(self.model_path, self.base_url, self.api_key, model_name, self.timeout)
+        return open_backend(
+            self.model_path, self.base_url, self.api_key, model_name, self.timeout, self.threads
+        )
 
     async def upstream_models(self) -> list[str]:
         from cepo.backends.remote import RemoteBackend
