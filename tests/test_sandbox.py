@@ -313,3 +313,15 @@ def test_daemon_does_not_outlive_the_run_without_namespaces(separate_user: None)
     uid, announced = result.stdout.splitlines()
     assert result.ok and announced == "daemon running"
     assert processes_of(int(uid)) == []
+
+
+def test_a_refused_fork_is_found_among_tracebacks_written_over_each_other() -> None:
+    from cepo.sandbox.runner import _limit_refused
+
+    stderr = (
+        'Traceback (most recent call last):\n  File "main.py", line 4, in <module>\n    os.fork()\n'
+        "BlockingIOError: [Errno 11] Resource temporarily unavailable\nTraceback (most recent call last):\n"
+        '  File "main.py", line 4, in <module>\n    os.fork()\n    ^^^^^^^^^\n'
+    )
+    assert _limit_refused(stderr) == "processes limit"
+    assert _limit_refused("Traceback (most recent call last):\nValueError: no\n") is None

@@ -350,14 +350,14 @@ def _killed_reason(output: _Output, exit_code: int | None, stderr: str) -> str |
 
 
 def _limit_refused(stderr: str) -> str | None:
-    """The limit behind the uncaught error a program ended with, told by the error it got for it."""
-    last_traceback = stderr.strip().rsplit("Traceback (most recent call last):", 1)[-1]
-    last_line = last_traceback.rsplit("\n", 1)[-1]
-    if last_line.startswith("MemoryError"):
+    """The limit behind the uncaught error a program ended with, told by the error it got for it. Any line
+    counts, not just the last: the processes of a fork bomb write their tracebacks over each other."""
+    lines = stderr.splitlines()
+    if any(line.startswith("MemoryError") for line in lines):
         return "memory limit"
     # RLIMIT_NPROC: a fork fails with EAGAIN (the traceback shows the fork call), a thread fails to start.
-    fork_refused = last_line.startswith("BlockingIOError: [Errno 11]") and "fork" in last_traceback
-    if fork_refused or last_line.startswith("RuntimeError: can't start new thread"):
+    fork_refused = "fork" in stderr and any(line.startswith("BlockingIOError: [Errno 11]") for line in lines)
+    if fork_refused or any(line.startswith("RuntimeError: can't start new thread") for line in lines):
         return "processes limit"
     return None
 
