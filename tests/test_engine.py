@@ -51,6 +51,7 @@ async def test_the_load_totals_count_every_token_and_branch(engine: LlamaEngine)
     load = engine.load().since(before)
 
     assert load.tokens == completion.completion_tokens == 18
+    assert load.prefilled == completion.prompt_tokens - completion.cached_tokens > 0
     # 5 steps decode the 3 branches (their first tokens come with the prompt); never more than 3 at once
     assert load.steps >= 5 and 0 < load.branch_s <= 3 * load.busy_s
     assert "18 tokens" in load.describe(2.0) and "9.0 tok/s" in load.describe(2.0)

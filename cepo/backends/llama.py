@@ -76,6 +76,7 @@ class EngineLoad:
     busy_s: float = 0.0  # seconds spent in steps
     branch_s: float = 0.0  # sum over steps of (branches decoding x the step's seconds)
     tokens: int = 0  # tokens sampled
+    prefilled: int = 0  # prompt tokens decoded (those not taken from the cache)
 
     def since(self, earlier: EngineLoad) -> EngineLoad:
         return EngineLoad(
@@ -83,6 +84,7 @@ class EngineLoad:
             self.busy_s - earlier.busy_s,
             self.branch_s - earlier.branch_s,
             self.tokens - earlier.tokens,
+            self.prefilled - earlier.prefilled,
         )
 
     def describe(self, wall_s: float) -> str:
@@ -90,7 +92,8 @@ class EngineLoad:
         if wall_s <= 0:
             return "engine: no time measured"
         return (
-            f"engine: {self.tokens:,} tokens in {wall_s:,.0f} s, {self.tokens / wall_s:.1f} tok/s; "
+            f"engine: {self.tokens:,} tokens in {wall_s:,.0f} s, {self.tokens / wall_s:.1f} tok/s "
+            f"(and {self.prefilled:,} prompt tokens read); "
             f"busy {100 * self.busy_s / wall_s:.0f}% of the time, "
             f"{self.branch_s / wall_s:.1f} branches decoding on average"
         )
@@ -290,7 +293,7 @@ class LlamaEngine(Backend):
     def load(self) -> EngineLoad:
         """A snapshot of the running totals (see EngineLoad)."""
         load = self._load
-        return EngineLoad(load.steps, load.busy_s, load.branch_s, load.tokens)
+        return EngineLoad(load.steps, load.busy_s, load.branch_s, load.tokens, load.prefilled)
 
     def clear_cache(self) -> None:
         """Forget every cached prefix (benchmarks and tests want cold prefills)."""
@@ -442,6 +445,7 @@ class LlamaEngine(Backend):
         for branch in decoding:
             self.kv.append(branch.seq, [branch.pending])
         for request, chunk, out_index in chunks:
+            self._load.prefilled += len(chunk)
             self.kv.append(request.seqs[0], chunk)
             request.prefilled += len(chunk)
             if not request.prefilling:
