@@ -130,6 +130,8 @@ class KVCache:
     def trim(self, max_cached: int) -> None:
         """Evict cached sequences, least recently used first, until the cells that only cached sequences
         hold number at most `max_cached`."""
+        if self.used_cells <= max_cached:
+            return  # cheap: no need to count the live cells
         live = self.live_cells()
         for _, seq in sorted((e.last_used, s) for s, e in self._seqs.items() if not e.live):
             if self.used_cells - live <= max_cached:

@@ -17,7 +17,7 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jinja2
@@ -292,8 +292,7 @@ class LlamaEngine(Backend):
 
     def load(self) -> EngineLoad:
         """A snapshot of the running totals (see EngineLoad)."""
-        load = self._load
-        return EngineLoad(load.steps, load.busy_s, load.branch_s, load.tokens, load.prefilled)
+        return replace(self._load)
 
     def clear_cache(self) -> None:
         """Forget every cached prefix (benchmarks and tests want cold prefills)."""
@@ -374,6 +373,7 @@ class LlamaEngine(Backend):
         if not self._room_changed:
             return  # nothing arrived or ended since the last try: it would fail the same way, every step
         self._room_changed = False
+        self.kv.trim(self.config.cache_cells)  # once a step, after branches ended: not once per branch
         for request in [r for r in self._waiting if r.cancel_all]:
             self._waiting.remove(request)
             request.stream.push(_cancelled_before_start(request))
@@ -532,10 +532,7 @@ class LlamaEngine(Backend):
         branch.pending = None
         self._room_changed = True
         llama.llama_sampler_free(branch.sampler)
-        keep = self.config.keep_finished and reason != "cancelled"
-        self.kv.release(branch.seq, keep=keep)
-        if keep:
-            self.kv.trim(self.config.cache_cells)
+        self.kv.release(branch.seq, keep=self.config.keep_finished and reason != "cancelled")
         started = branch.first_token_at or now
         timings = Timings(
             queue_s=request.admitted_at - request.submitted_at,
