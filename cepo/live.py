@@ -18,6 +18,7 @@ from rich.text import Text
 from cepo.events import (
     BranchEnded,
     BranchToken,
+    CandidateFailed,
     CandidateScored,
     Event,
     Finished,
@@ -61,6 +62,7 @@ class CandidateView:
     lanes: dict[tuple[str, int], LaneView] = field(default_factory=dict)
     answer: str | None = None
     score: Score | None = None
+    error: str | None = None  # why it failed, if it did (the run goes on without it)
 
     def lane(self, stage: str, branch: int) -> LaneView:
         return self.lanes.setdefault((stage, branch), LaneView(stage, branch))
@@ -71,12 +73,11 @@ class CandidateView:
         finished = [lane for lane in self.lanes.values() if lane.finish_reason is not None]
         body = Group(*(lane.render(width) for lane in finished + running)) if self.lanes else Text("")
         subtitle = self.stage if self.answer is None else f"answer: {_one_line(self.answer, width)}"
-        return Panel(
-            body,
-            title=title + (" (chosen)" if chosen else ""),
-            subtitle=subtitle,
-            border_style="green" if chosen else "blue",
-        )
+        border = "green" if chosen else "blue"
+        if self.error is not None:
+            subtitle, border = f"failed: {_one_line(self.error, width - 8)}", "red"
+        title += " (chosen)" if chosen else ""
+        return Panel(body, title=title, subtitle=subtitle, border_style=border)
 
 
 class LiveView:
@@ -103,6 +104,8 @@ class LiveView:
             holder = self._stage_holder(event.candidate)
             if holder.stage == event.stage:
                 holder.stage = f"{event.stage} done"
+        elif isinstance(event, CandidateFailed):
+            self._candidate(event.candidate).error = event.error
         elif isinstance(event, CandidateScored):
             view = self._candidate(event.candidate)
             view.answer, view.score = event.answer, event.score

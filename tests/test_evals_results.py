@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from cepo.errors import CepoError
+from cepo.evals import results
 from cepo.evals.results import Record, ResultsFile, settings_hash, settings_label
 
 
@@ -86,6 +87,12 @@ def test_settings_hash_separates_configurations_and_models() -> None:
     assert settings_hash({"bestofn_n": 2}, "m") != settings_hash({"bestofn_n": 4}, "m")
     assert settings_hash({}, "m") != settings_hash({}, "other")
     assert record("a").key != record("a", settings={"k": 3}).key
+
+
+def test_settings_hash_tells_versions_of_the_methods_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = settings_hash({"bestofn_n": 2}, "m")
+    monkeypatch.setattr(results, "METHODS_VERSION", results.METHODS_VERSION + 1)
+    assert settings_hash({"bestofn_n": 2}, "m") != before
 
 
 def test_settings_label_flattens_nested_steps() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from rich.console import Console
 from scripted_backend import Reply, ScriptedBackend, prompt_text
 from test_methods_cepo import (
     APPROACHES,
@@ -28,6 +29,7 @@ from cepo.events import (
     StageEnded,
     StageStarted,
 )
+from cepo.live import LiveView
 from cepo.methods import run, solve
 
 pytestmark = pytest.mark.timeout(30)
@@ -135,3 +137,17 @@ async def test_samples_come_from_one_request_so_its_failure_fails_the_run(method
     backend = FailingBackend([], "", LOST)
     with pytest.raises(BackendUnavailable, match="dropped the connection"):
         await solve(method, backend, QUESTION, {"k": 3})
+
+
+async def test_the_live_view_shows_a_failed_candidate_and_why() -> None:
+    backend = FailingBackend(answers_by_candidate(ANSWERS), rf"Answer: 4[\s\S]*{REFINE}", LOST)
+    view = LiveView(QUESTION, "cepo")
+    async for event in run("cepo", backend, QUESTION, SMALL):
+        view.update(event)
+    console = Console(width=200, record=True)
+    console.print(view)
+    shown = console.export_text()
+
+    assert view.candidates[1].error == str(LOST)
+    assert "failed: http://upstream/v1 dropped the connection" in shown
+    assert view.candidates[0].error is None and view.candidates[0].score is not None

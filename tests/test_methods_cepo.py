@@ -9,6 +9,7 @@ from scripted_backend import ScriptedBackend
 
 from cepo.events import MethodResult
 from cepo.methods import prompts, solve
+from cepo.methods.cepo_method import CODE_END
 
 PLAN = re.escape(prompts.PLAN)
 EXECUTE = re.escape(prompts.EXECUTE)
@@ -269,6 +270,23 @@ async def test_working_code_of_an_execution_outranks_a_final_answer_that_broke_i
 
     assert [c.checks.source for c in result.candidates] == [2, 2, 2]  # the executions' code
     assert result.answer == working and all(c.score.examples_passed == 1 for c in result.candidates)
+
+
+async def test_code_replies_stop_where_their_code_block_ends_and_the_answer_is_fenced() -> None:
+    code = "```python\ndef double(x):\n    return 2 * x"  # the engine leaves out the fence it stopped at
+    backend = ScriptedBackend([(PLAN, "1. Multiply. (high)"), (EXECUTE, code), (REFINE, code), (FINAL, code)])
+    result = await solve("cepo", backend, CODE_QUESTION, SMALL)
+
+    stops = {call.rule: call.sampling.stop for call in backend.calls}
+    assert stops == {PLAN: ["```"], EXECUTE: [CODE_END], REFINE: [CODE_END], FINAL: [CODE_END]}
+    assert result.answer == f"{code}\n```" and result.candidates[result.chosen].checks.source == 0
+
+
+async def test_answers_of_other_kinds_do_not_stop_at_a_code_fence() -> None:
+    backend = ScriptedBackend(answers_by_candidate({0: "3", 1: "3", 2: "3"}))
+    await solve("cepo", backend, QUESTION, SMALL)
+
+    assert all(CODE_END not in call.sampling.stop for call in backend.calls)
 
 
 async def test_plan_diversity_gives_each_candidate_its_own_approach() -> None:

@@ -27,6 +27,12 @@ def extract_code(text: str, wanted: Iterable[str] = ()) -> str | None:
     return max(defining or blocks, key=len).strip("\n")
 
 
+def close_fence(text: str) -> str:
+    """`text` with its last code fence closed, if it was left open (the reply stopped at the fence, or ran
+    out of tokens)."""
+    return f"{text.rstrip()}\n```" if text.count("```") % 2 else text
+
+
 def parses(code: str) -> bool:
     try:
         ast.parse(code)

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel, ValidationError
 
 from cepo.errors import CepoError
+from cepo.methods import METHODS_VERSION
 
 RESULTS_NAME = "results.jsonl"
 
@@ -56,9 +57,13 @@ class Record(BaseModel):
         return (self.dataset, self.problem, self.method, self.settings_hash, self.sample)
 
 
-def settings_hash(settings: dict[str, Any], model: str) -> str:
-    """Identifies a configuration: a rerun with the same one resumes, a different one runs anew."""
-    canonical = json.dumps({"settings": settings, "model": model}, sort_keys=True, default=str)
+def settings_hash(config: dict[str, Any], model: str) -> str:
+    """Identifies a configuration: a rerun with the same one resumes, a different one runs anew. `config`
+    is the whole configuration, defaults included, so a changed default is a different configuration, and
+    so is another version of the methods."""
+    canonical = json.dumps(
+        {"config": config, "model": model, "methods_version": METHODS_VERSION}, sort_keys=True, default=str
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

@@ -112,13 +112,11 @@ class _Runner:
         self.generating = asyncio.Semaphore(concurrency)
         # Scoring runs programs on the CPU; more at once than cores only slows each down.
         self.scoring = asyncio.Semaphore(os.cpu_count() or 1)
+        task = plan.dataset.task
+        configs = [CepoConfig().merged({"task": task, **overrides}) for overrides in plan.settings]
         self.settings = [
-            Setting(
-                overrides,
-                CepoConfig().merged({"task": plan.dataset.task, **overrides}),
-                settings_hash(overrides, backend.model),
-            )
-            for overrides in plan.settings
+            Setting(overrides, config, settings_hash(config.model_dump(mode="json"), backend.model))
+            for overrides, config in zip(plan.settings, configs, strict=True)
         ]
 
     def pending_jobs(self, progress: Progress | None) -> list[Job]:

@@ -26,6 +26,7 @@ from typing import Literal
 
 from cepo.backends.base import Branch, Message
 from cepo.checks import SHORT_KINDS, Checks
+from cepo.config import StepConfig
 from cepo.errors import BackendError
 from cepo.events import Attempt, Candidate, MethodResult
 from cepo.methods import prompts
@@ -34,6 +35,9 @@ from cepo.methods.parsing import parse_approaches
 from cepo.methods.selection import choose
 
 NAME = "cepo"
+# A reply that writes code is done once its code block closes: what a small model writes after it (an
+# explanation, the same code again) costs tokens, and often runs into the limit that rejects an attempt.
+CODE_END = "\n```\n"
 
 
 async def cepo(ctx: RunContext) -> MethodResult:
@@ -111,6 +115,12 @@ class CandidateRun:
     def plan_prompt(self) -> list[Message]:
         return prompts.with_question(self.ctx.messages, prompts.plan_instruction(self.approach))
 
+    def writing(self, step: StepConfig) -> StepConfig:
+        """`step` for a reply that holds the answer: one that writes code stops where its code block ends."""
+        if self.ctx.kind != "code" and not self.program:
+            return step
+        return step.model_copy(update={"stop": [*step.stop, CODE_END]})
+
     @property
     def complete(self) -> list[AttemptRun]:
         return [a for a in self.attempts if a.status == "complete"]
@@ -137,7 +147,7 @@ class CandidateRun:
         request = self.ctx.request(
             "execute",
             prompts.continued(self.plan_prompt, attempt.plan.text, execute),
-            self.ctx.config.execute,
+            self.writing(self.ctx.config.execute),
             [Lane(self.index, attempt.index)],
         )
         attempt.cancel = request.cancel
@@ -228,7 +238,9 @@ class CandidateRun:
     async def _direct_answer(self) -> list[Message]:
         """No plan completed: the model answers the question directly, as the plain method would."""
         self.ctx.stage_started("answer", self.index)
-        request = self.ctx.request("answer", self.ctx.messages, self.ctx.config.sample, [Lane(self.index, 0)])
+        request = self.ctx.request(
+            "answer", self.ctx.messages, self.writing(self.ctx.config.sample), [Lane(self.index, 0)]
+        )
         [answer] = await request.all()
         self.ctx.stage_ended("answer", self.index)
         return [*self.ctx.messages, {"role": "assistant", "content": answer.text}]
@@ -242,7 +254,7 @@ class CandidateRun:
         )
         self.ctx.stage_started("refine", self.index)
         [refined] = await self.ctx.request(
-            "refine", conversation, self.ctx.config.refine, [Lane(self.index, 0)]
+            "refine", conversation, self.writing(self.ctx.config.refine), [Lane(self.index, 0)]
         ).all()
         self.ctx.stage_ended("refine", self.index)
         return [*conversation, {"role": "assistant", "content": refined.text}]
@@ -251,7 +263,7 @@ class CandidateRun:
         self.ctx.stage_started("final", self.index)
         messages = [*conversation, {"role": "user", "content": prompts.final_instruction(self.ctx.kind)}]
         [reply] = await self.ctx.request(
-            "final", messages, self.ctx.config.final, [Lane(self.index, 0)]
+            "final", messages, self.writing(self.ctx.config.final), [Lane(self.index, 0)]
         ).all()
         self.ctx.stage_ended("final", self.index)
         return reply.text

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from cepo.backends.base import Backend, Branch, Message, Prompt, Sampling, TokenEvent
 from cepo.checks import Checks, Example, TaskKind, check_candidate
+from cepo.checks.code import close_fence
 from cepo.config import CepoConfig, StepConfig
 from cepo.events import (
     BranchEnded,
@@ -124,6 +125,8 @@ class RunContext:
         answer = winner.final
         if winner.checks.source and winner.checks.answer is not None:  # its code came from an earlier step
             answer = f"```python\n{winner.checks.answer}\n```"
+        elif self.kind == "code":
+            answer = close_fence(answer)
         return MethodResult(
             method=method,
             kind=self.kind,
