@@ -63,6 +63,7 @@ class Score(BaseModel):
     examples_total: int | None = None
     votes: int | None = None  # short answers: candidates that reached the same normalized answer
     rating: float | None = None  # the model's rating: 0-10 (absolute) or pairwise wins
+    rating_error: str | None = None  # a rating request for it failed; the rest of the rating still counts
 
     def key(self) -> tuple[bool, int, int, float]:
         rating = self.rating if self.rating is not None else -1.0

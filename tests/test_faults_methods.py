@@ -10,10 +10,12 @@ from rich.console import Console
 from scripted_backend import Reply, ScriptedBackend, prompt_text
 from test_methods_cepo import (
     APPROACHES,
+    COMPARE,
     EXECUTE,
     FINAL,
     PLAN,
     QUESTION,
+    RATE,
     REFINE,
     SMALL,
     answers_by_candidate,
@@ -151,3 +153,25 @@ async def test_the_live_view_shows_a_failed_candidate_and_why() -> None:
     assert view.candidates[1].error == str(LOST)
     assert "failed: http://upstream/v1 dropped the connection" in shown
     assert view.candidates[0].error is None and view.candidates[0].score is not None
+
+
+async def test_a_failed_rating_request_leaves_its_candidate_unrated_and_the_run_goes_on() -> None:
+    rules = [*answers_by_candidate({0: "3", 1: "4", 2: "5"}), (RATE, "Looks right. Rating: 6")]
+    backend = FailingBackend(rules, rf"Answer: 4[\s\S]*{RATE}", LOST)
+    result = await solve("cepo", backend, QUESTION, SMALL)
+
+    scores = [c.score for c in result.candidates]
+    assert [s.rating for s in scores] == [6.0, None, 6.0]
+    assert [s.rating_error for s in scores] == [None, str(LOST), None]
+    assert result.failed == [] and result.chosen == 0 and result.extracted == "3"
+    await backend.idle()
+
+
+@pytest.mark.parametrize("rating_type", ["absolute", "pairwise"])
+async def test_when_every_rating_fails_best_of_n_still_answers(rating_type: str) -> None:
+    backend = FailingBackend([(r".", "Answer: 3")], f"{RATE}|{COMPARE}", LOST)
+    result = await solve("best-of-n", backend, QUESTION, {**SMALL, "k": 3, "rating_type": rating_type})
+
+    assert result.chosen == 0 and result.extracted == "3"
+    assert all(c.score.rating_error == str(LOST) for c in result.candidates)
+    await backend.idle()

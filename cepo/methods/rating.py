@@ -1,6 +1,9 @@
 """The model judges candidates: each on its own (absolute, 0-10) or every ordered pair (pairwise wins).
 
-All rating requests start together, so the backend batches them.
+All rating requests start together, so the backend batches them. A rating only ranks candidates the checks
+could not tell apart, so a rating request the backend fails costs that opinion, not the run: the error is
+kept on the candidate's score (absolute: it stays unrated, below the rated ones; pairwise: that comparison
+has no winner).
 """
 
 from __future__ import annotations
@@ -8,8 +11,10 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
+from cepo.backends.base import Branch
+from cepo.errors import BackendError
 from cepo.events import Candidate
-from cepo.methods.context import Lane, RunContext
+from cepo.methods.context import Lane, Request, RunContext
 from cepo.methods.parsing import parse_preference, parse_rating
 from cepo.methods.prompts import COMPARE, RATE, continued
 
@@ -38,9 +43,11 @@ async def _absolute(ctx: RunContext, candidates: list[Candidate]) -> None:
         ctx.request(STAGE, continued(ctx.messages, shown(c), RATE), ctx.config.rating, [Lane(c.index, 0)])
         for c in candidates
     ]
-    replies = await asyncio.gather(*(request.all() for request in requests))
-    for candidate, [reply] in zip(candidates, replies, strict=True):
-        candidate.score.rating = parse_rating(reply.text)
+    for candidate, reply in zip(candidates, await _replies(requests), strict=True):
+        if isinstance(reply, BackendError):
+            candidate.score.rating_error = str(reply)
+        else:
+            candidate.score.rating = parse_rating(reply.text)
 
 
 async def _pairwise(ctx: RunContext, candidates: list[Candidate]) -> None:
@@ -55,11 +62,23 @@ async def _pairwise(ctx: RunContext, candidates: list[Candidate]) -> None:
         )
         for a, b in pairs
     ]
-    replies = await asyncio.gather(*(request.all() for request in requests))
+    replies = await _replies(requests)
     for candidate in candidates:
         candidate.score.rating = 0.0
-    for (a, b), [reply] in zip(pairs, replies, strict=True):
+    for (a, b), reply in zip(pairs, replies, strict=True):
+        if isinstance(reply, BackendError):
+            a.score.rating_error = b.score.rating_error = str(reply)
+            continue
         preferred = parse_preference(reply.text)
         if preferred is not None:
             winner = (a, b)[preferred]
             winner.score.rating = (winner.score.rating or 0.0) + 1
+
+
+async def _replies(requests: list[Request]) -> list[Branch | BackendError]:
+    """Each request's one reply, or the backend error it failed with (any other error is raised)."""
+    results = await asyncio.gather(*(request.all() for request in requests), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, BackendError):
+            raise result
+    return [result if isinstance(result, BackendError) else result[0] for result in results]

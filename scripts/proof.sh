@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The proof runs: plain (greedy), self-consistency and cepo on HumanEval (164), CRUXEval-O (400) and 200
+# letter questions, on the embedded default model; then a report per dataset. Every run resumes, so this
+# can be stopped and started again at will. On a 2-core CPU the whole set takes many hours; cepo is most
+# of it.
+#
+#   scripts/proof.sh [OUT]      # OUT defaults to runs/proof
+#
+# cepo on letters checks the program each execution writes (rating_type: execution): counting is where a
+# 135M model needs to run code. CRUXEVAL points at the 400-problem development file beside the repository.
+set -euo pipefail
+
+out=${1:-runs/proof}
+cruxeval=${CRUXEVAL:-../shared/datasets/cruxeval/cruxeval-dev.jsonl}
+cepo=.venv/bin/cepo
+mkdir -p "$out"
+printf 'sample:\n  temperature: 0\n' >"$out/greedy.yaml"
+printf 'rating_type: execution\n' >"$out/execution.yaml"
+
+run() {  # dataset, then cepo eval's other arguments
+    local dataset=$1
+    shift
+    "$cepo" eval --dataset "$dataset" --out "$out/$dataset" "$@"
+}
+
+for dataset in humaneval cruxeval-o letters; do
+    args=()
+    case $dataset in
+    cruxeval-o) args=(--path "$cruxeval") ;;
+    letters) args=(--limit 200) ;;
+    esac
+    run "$dataset" "${args[@]}" --methods plain --config "$out/greedy.yaml"
+    run "$dataset" "${args[@]}" --methods self-consistency
+    if [ "$dataset" = letters ]; then
+        run "$dataset" "${args[@]}" --methods cepo --config "$out/execution.yaml" --concurrency 6
+    else
+        run "$dataset" "${args[@]}" --methods cepo --concurrency 6
+    fi
+    "$cepo" eval report "$out/$dataset"
+done
