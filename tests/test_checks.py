@@ -14,7 +14,7 @@ from cepo.checks import (
     extract_code,
     run_examples,
 )
-from cepo.checks.code import without_main_block
+from cepo.checks.code import definitions_in, without_main_block
 from cepo.errors import CepoError
 from cepo.sandbox import Limits
 
@@ -181,3 +181,44 @@ async def test_a_short_answer_can_come_from_the_candidates_program() -> None:
     assert stated.answer == "2"
     failing = await check_candidate(["2", "```python\n1/0\n```"], "number", [], run_program=True, seconds=5)
     assert failing.answer == "2" and "ZeroDivisionError" in (failing.program_error or "")
+
+
+STUB_QUESTION = '''Complete this function, in one ```python block.
+
+```python
+from typing import List
+
+print("the question's own output")
+
+
+def is_even(n: int) -> bool:
+    return n % 2 == 0
+
+
+def evens(xs: List[int]) -> List[int]:
+    """ The even numbers of xs.
+    >>> evens([1, 2, 4])
+    [2, 4]
+    """
+```'''
+
+
+def test_a_question_gives_its_imports_and_definitions_but_not_its_statements() -> None:
+    context = definitions_in(STUB_QUESTION)
+    assert context.startswith("from typing import List\n\ndef is_even(n: int) -> bool:")
+    assert "def evens(xs: List[int])" in context and "print" not in context
+    assert definitions_in("Write a function that adds two numbers.") == ""
+
+
+async def test_an_answer_that_writes_only_the_function_runs_with_the_questions_context() -> None:
+    answer = (
+        "```python\ndef evens(xs: List[int]) -> List[int]:\n    return [x for x in xs if is_even(x)]\n```"
+    )
+    examples = examples_in(STUB_QUESTION)
+    alone = await check_candidate([answer], "code", examples, run_program=False, seconds=5)
+    assert alone.examples_passed == 0 and "NameError: name 'List'" in alone.examples[0].detail
+    checks = await check_candidate(
+        [answer], "code", examples, run_program=False, seconds=5, context=definitions_in(STUB_QUESTION)
+    )
+    assert (checks.parses, checks.examples_passed, len(examples)) == (True, 1, 1)
+    assert checks.answer is not None and "import" not in checks.answer  # the answer is the model's own code

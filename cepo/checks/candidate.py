@@ -28,17 +28,25 @@ class Checks(BaseModel):
 
 
 async def check_candidate(
-    texts: list[str], kind: TaskKind, examples: list[Example], *, run_program: bool, seconds: float
+    texts: list[str],
+    kind: TaskKind,
+    examples: list[Example],
+    *,
+    run_program: bool,
+    seconds: float,
+    context: str = "",
 ) -> Checks:
     """Check a candidate whose texts are given most final first (final answer, refined solution,
     executions). Code: each text's code is run against the examples, most final first, until one passes
     them all; the best one (parses, then passes most) is the candidate's, so a final step that broke
     working code does not sink it. Short answers: the first text holding one is taken.
 
-    `run_program`: for a short answer, run the first Python block found and take the answer it prints."""
+    `run_program`: for a short answer, run the first Python block found and take the answer it prints.
+    `context`: code the examples run after and before the candidate's code (the question's imports and
+    helpers, see `definitions_in`); the candidate's own definitions replace any of the same name."""
     limits = Limits(cpu_s=seconds, wall_s=seconds)
     if kind == "code":
-        return await _check_code(texts, examples, limits)
+        return await _check_code(texts, examples, limits, context)
     checks = Checks(kind=kind)
     if kind in SHORT_KINDS and run_program:
         program = _first(extract_code(text) for text in texts)
@@ -54,7 +62,7 @@ async def check_candidate(
     return checks
 
 
-async def _check_code(texts: list[str], examples: list[Example], limits: Limits) -> Checks:
+async def _check_code(texts: list[str], examples: list[Example], limits: Limits, context: str) -> Checks:
     names = called_names(examples)
     best: Checks | None = None
     seen: set[str] = set()
@@ -63,7 +71,7 @@ async def _check_code(texts: list[str], examples: list[Example], limits: Limits)
         if code is None or code in seen:
             continue
         seen.add(code)
-        checks = await _check_one(code, source, examples, limits)
+        checks = await _check_one(code, source, examples, limits, context)
         if best is None or _rank(checks) > _rank(best):
             best = checks
         if checks.parses and checks.examples_passed == len(examples):
@@ -71,11 +79,11 @@ async def _check_code(texts: list[str], examples: list[Example], limits: Limits)
     return best or Checks(kind="code", parses=False, examples=_failed(examples, "no code found"))
 
 
-async def _check_one(code: str, source: int, examples: list[Example], limits: Limits) -> Checks:
+async def _check_one(code: str, source: int, examples: list[Example], limits: Limits, context: str) -> Checks:
     if not parses(code):
         failed = _failed(examples, "not valid Python")
         return Checks(kind="code", answer=code, parses=False, source=source, examples=failed)
-    results = await run_examples(code, examples, limits)
+    results = await run_examples(f"{context}\n\n{code}" if context else code, examples, limits)
     return Checks(kind="code", answer=code, parses=True, source=source, examples=results)
 
 

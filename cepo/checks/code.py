@@ -6,7 +6,8 @@ import ast
 import re
 from collections.abc import Iterable
 
-_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+# A block opens with a fence at the start of a line: "in one ```python block" in prose opens nothing.
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL | re.MULTILINE)
 _PYTHON_TAGS = {"", "python", "python3", "py"}
 
 
@@ -25,6 +26,25 @@ def extract_code(text: str, wanted: Iterable[str] = ()) -> str | None:
         return bare if bare.startswith(("def ", "import ", "from ", "class ")) and parses(bare) else None
     defining = [b for b in blocks if any(re.search(rf"\bdef {re.escape(n)}\s*\(", b) for n in wanted)]
     return max(defining or blocks, key=len).strip("\n")
+
+
+# What a question's code may hold that an answer writing only the asked-for function relies on.
+_CONTEXT_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def definitions_in(text: str) -> str:
+    """The imports and top-level definitions of the code blocks in `text` (a question). An answer that
+    writes only the asked-for function still uses the question's imports and helpers (`List`, a helper
+    function given with the stub), as it would in the question's file; so its examples run after these.
+    Other statements are left out: they might print, read input or take time."""
+    parts: list[str] = []
+    for block in code_blocks(text):
+        try:
+            tree = ast.parse(block)
+        except (SyntaxError, ValueError):
+            continue
+        parts += [ast.unparse(node) for node in tree.body if isinstance(node, _CONTEXT_NODES)]
+    return "\n\n".join(parts)
 
 
 def close_fence(text: str) -> str:

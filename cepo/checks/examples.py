@@ -151,8 +151,10 @@ def failure(result: RunResult) -> str:
 
 
 def _doctest_examples(question: str) -> list[Example]:
+    # A code fence right under a doctest's expected value would read as a badly indented part of it.
+    text = _FENCE_LINE.sub("", question)
     try:
-        parsed = doctest.DocTestParser().get_examples(question)
+        parsed = doctest.DocTestParser().get_examples(text)
     except ValueError:  # inconsistent indentation in the question's text
         return []
     examples = []
@@ -165,6 +167,9 @@ def _doctest_examples(question: str) -> list[Example]:
         elif source.startswith("assert"):
             examples.append(Example(kind="assert", input=source))
     return examples
+
+
+_FENCE_LINE = re.compile(r"^[ \t]*```.*$", re.MULTILINE)
 
 
 def _is_call(text: str) -> bool:

@@ -24,7 +24,8 @@ from cepo.methods.self_consistency import self_consistency
 # Bump it when a change alters what the methods generate or how they pick an answer: eval results made
 # before then are told apart from new ones instead of resuming as if the same method had made them.
 # 2: cepo's code replies stop where their code block ends.
-METHODS_VERSION = 2
+# 3: a code answer's examples run after the question's own imports and helper definitions.
+METHODS_VERSION = 3
 
 Method = Callable[[RunContext], Awaitable[MethodResult]]
 METHODS: dict[str, Method] = {

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from cepo.backends.base import Backend, Branch, Message, Prompt, Sampling, TokenEvent
 from cepo.checks import Checks, Example, TaskKind, check_candidate
-from cepo.checks.code import close_fence
+from cepo.checks.code import close_fence, definitions_in
 from cepo.config import CepoConfig, StepConfig
 from cepo.events import (
     BranchEnded,
@@ -106,6 +106,7 @@ class RunContext:
             self.examples if run else [],
             run_program=program,
             seconds=self.config.sandbox_seconds,
+            context=definitions_in(self.question) if run and self.kind == "code" else "",
         )
         self.busy("check", started)
         self.stage_ended("check", candidate)
