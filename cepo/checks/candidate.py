@@ -42,7 +42,7 @@ async def check_candidate(
     working code does not sink it. Short answers: the first text holding one is taken.
 
     `run_program`: for a short answer, run the first Python block found and take the answer it prints.
-    `context`: code the examples run after and before the candidate's code (the question's imports and
+    `context`: code run ahead of the candidate's code when its examples run (the question's imports and
     helpers, see `definitions_in`); the candidate's own definitions replace any of the same name."""
     limits = Limits(cpu_s=seconds, wall_s=seconds)
     if kind == "code":
