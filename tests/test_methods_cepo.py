@@ -308,3 +308,15 @@ async def test_plan_diversity_gives_each_candidate_its_own_approach() -> None:
     for call, candidate in zip(plan_calls, result.candidates, strict=True):
         assert call.last_message.endswith(f"Use this approach: {candidate.approach}\n\n{QUESTION}")
     assert_accounting(result, backend)
+
+
+async def test_code_candidates_are_checked_with_the_questions_imports() -> None:
+    question = (
+        "Complete this function.\n\n```python\nfrom typing import List\n\n\n"
+        'def total(xs: List[int]) -> int:\n    """ Sum of xs.\n    >>> total([1, 2])\n    3\n    """\n```'
+    )
+    answer = "```python\ndef total(xs: List[int]) -> int:\n    return sum(xs)\n```"
+    backend = ScriptedBackend([(PLAN, "1. Add. (high)"), (EXECUTE, answer), (REFINE, answer), (FINAL, "")])
+    result = await solve("cepo", backend, question, SMALL)
+
+    assert all((c.score.examples_passed, c.score.examples_total) == (1, 1) for c in result.candidates)

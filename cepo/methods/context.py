@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from cepo.backends.base import Backend, Branch, Message, Prompt, Sampling, TokenEvent
@@ -56,6 +57,11 @@ class RunContext:
     @property
     def question(self) -> str:
         return self.messages[-1]["content"]
+
+    @cached_property
+    def question_code(self) -> str:
+        """The imports and definitions of the question's code, which a code answer's examples run after."""
+        return definitions_in(self.question)
 
     def emit(self, event: Event) -> None:
         self.events.put_nowait(event)
@@ -106,7 +112,7 @@ class RunContext:
             self.examples if run else [],
             run_program=program,
             seconds=self.config.sandbox_seconds,
-            context=definitions_in(self.question) if run and self.kind == "code" else "",
+            context=self.question_code,
         )
         self.busy("check", started)
         self.stage_ended("check", candidate)
