@@ -17,7 +17,7 @@ def record(dataset: str, method: str, problem: int, passed: bool, tokens: int, s
         problem=str(problem),
         method=method,
         settings=settings,
-        settings_hash=settings_hash(settings, "tiny"),
+        settings_hash=settings_hash(settings, "tiny", method),
         model="tiny",
         answer="",
         passed=passed,

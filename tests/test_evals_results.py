@@ -16,7 +16,7 @@ def record(problem: str, passed: bool = True, settings: dict | None = None, toke
         problem=problem,
         method="plain",
         settings=settings,
-        settings_hash=settings_hash(settings, "tiny"),
+        settings_hash=settings_hash(settings, "tiny", "plain"),
         model="tiny",
         answer="3",
         passed=passed,
@@ -83,16 +83,17 @@ def test_damaged_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_settings_hash_separates_configurations_and_models() -> None:
-    assert settings_hash({"bestofn_n": 2}, "m") == settings_hash({"bestofn_n": 2}, "m")
-    assert settings_hash({"bestofn_n": 2}, "m") != settings_hash({"bestofn_n": 4}, "m")
-    assert settings_hash({}, "m") != settings_hash({}, "other")
+    assert settings_hash({"bestofn_n": 2}, "m", "cepo") == settings_hash({"bestofn_n": 2}, "m", "cepo")
+    assert settings_hash({"bestofn_n": 2}, "m", "cepo") != settings_hash({"bestofn_n": 4}, "m", "cepo")
+    assert settings_hash({}, "m", "cepo") != settings_hash({}, "other", "cepo")
     assert record("a").key != record("a", settings={"k": 3}).key
 
 
-def test_settings_hash_tells_versions_of_the_methods_apart(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = settings_hash({"bestofn_n": 2}, "m")
-    monkeypatch.setattr(results, "METHODS_VERSION", results.METHODS_VERSION + 1)
-    assert settings_hash({"bestofn_n": 2}, "m") != before
+def test_settings_hash_tells_versions_of_a_method_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = {method: settings_hash({"bestofn_n": 2}, "m", method) for method in ("plain", "cepo")}
+    monkeypatch.setitem(results.METHOD_VERSIONS, "cepo", results.METHOD_VERSIONS["cepo"] + 1)
+    assert settings_hash({"bestofn_n": 2}, "m", "cepo") != before["cepo"]
+    assert settings_hash({"bestofn_n": 2}, "m", "plain") == before["plain"]  # its results still resume
 
 
 def test_settings_label_flattens_nested_steps() -> None:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel, ValidationError
 
 from cepo.errors import CepoError
-from cepo.methods import METHODS_VERSION
+from cepo.methods import METHOD_VERSIONS
 
 RESULTS_NAME = "results.jsonl"
 
@@ -57,12 +57,14 @@ class Record(BaseModel):
         return (self.dataset, self.problem, self.method, self.settings_hash, self.sample)
 
 
-def settings_hash(config: dict[str, Any], model: str) -> str:
-    """Identifies a configuration: a rerun with the same one resumes, a different one runs anew. `config`
-    is the whole configuration, defaults included, so a changed default is a different configuration, and
-    so is another version of the methods."""
+def settings_hash(config: dict[str, Any], model: str, method: str) -> str:
+    """Identifies how `method` ran: a rerun with the same configuration resumes, a different one runs anew.
+    `config` is the whole configuration, defaults included, so a changed default is a different
+    configuration, and so is another version of the method."""
     canonical = json.dumps(
-        {"config": config, "model": model, "methods_version": METHODS_VERSION}, sort_keys=True, default=str
+        {"config": config, "model": model, "methods_version": METHOD_VERSIONS[method]},
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -51,7 +51,7 @@ class Setting:
 
     overrides: dict[str, Any]
     config: CepoConfig
-    digest: str
+    digests: dict[str, str]  # per method: its results' `settings_hash` under this configuration
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,14 @@ class _Runner:
         task = plan.dataset.task
         configs = [CepoConfig().merged({"task": task, **overrides}) for overrides in plan.settings]
         self.settings = [
-            Setting(overrides, config, settings_hash(config.model_dump(mode="json"), backend.model))
+            Setting(
+                overrides,
+                config,
+                {
+                    method: settings_hash(config.model_dump(mode="json"), backend.model, method)
+                    for method in plan.methods
+                },
+            )
             for overrides, config in zip(plan.settings, configs, strict=True)
         ]
 
@@ -132,7 +139,7 @@ class _Runner:
                         job = Job(problem, method, setting, sample)
                         totals[job.group] = totals.get(job.group, 0) + 1
                         record = done.get(
-                            (self.plan.dataset.name, problem.id, method, setting.digest, sample)
+                            (self.plan.dataset.name, problem.id, method, setting.digests[method], sample)
                         )
                         if record is None:
                             pending.append(job)
@@ -197,7 +204,7 @@ class _Runner:
             "problem": job.problem.id,
             "method": job.method,
             "settings": job.setting.overrides,
-            "settings_hash": job.setting.digest,
+            "settings_hash": job.setting.digests[job.method],
             "sample": job.sample,
             "model": self.backend.model,
         }

@@ -21,11 +21,12 @@ from cepo.methods.context import RunContext
 from cepo.methods.plain import plain
 from cepo.methods.self_consistency import self_consistency
 
-# Bump it when a change alters what the methods generate or how they pick an answer: eval results made
-# before then are told apart from new ones instead of resuming as if the same method had made them.
+# Bump a method's version when a change alters what it generates or how it picks an answer: eval results
+# it made before then are told apart from new ones instead of resuming as if the same method had made them.
+# Each method has its own, so a change to cepo does not throw away the baselines' results.
 # 2: cepo's code replies stop where their code block ends.
 # 3: a code answer's examples run after the question's own imports and helper definitions.
-METHODS_VERSION = 3
+METHOD_VERSIONS: dict[str, int] = {"plain": 3, "self-consistency": 3, "best-of-n": 3, "cepo": 3}
 
 Method = Callable[[RunContext], Awaitable[MethodResult]]
 METHODS: dict[str, Method] = {
