@@ -320,3 +320,31 @@ async def test_code_candidates_are_checked_with_the_questions_imports() -> None:
     result = await solve("cepo", backend, question, SMALL)
 
     assert all((c.score.examples_passed, c.score.examples_total) == (1, 1) for c in result.candidates)
+
+
+async def test_an_empty_plan_is_no_plan_and_its_execution_answers_the_question_directly() -> None:
+    code = "```python\ndef double(x):\n    return 2 * x"
+    # SmolLM2 starts its code at once when asked for a plan, and the plan stops at the fence: empty.
+    backend = ScriptedBackend([(PLAN, ""), ("function double", code), (REFINE, code), (FINAL, code)])
+    result = await solve("cepo", backend, CODE_QUESTION, SMALL)
+
+    executions = backend.calls_to("function double")
+    assert len(executions) == 9
+    assert all(call.prompt == [{"role": "user", "content": CODE_QUESTION}] for call in executions)
+    assert {call.sampling.temperature for call in executions} == {0.55}  # the plan's: attempts still differ
+    assert all(not a.plan and a.execution == code for c in result.candidates for a in c.attempts)
+    assert not any(c.fallback for c in result.candidates)
+    assert result.answer == f"{code}\n```"
+    assert_accounting(result, backend)
+
+
+async def test_a_program_answer_asked_directly_is_asked_for_as_a_program() -> None:
+    backend = ScriptedBackend(
+        [(PLAN, ""), ("strawberry", "```python\nprint('strawberry'.count('r'))"), (REFINE, "4"), (FINAL, "4")]
+    )
+    result = await solve("cepo", backend, QUESTION, {**SMALL, "rating_type": "execution"})
+
+    executions = backend.calls_to("strawberry")
+    assert len(executions) == 9
+    assert all("program" in call.last_message and call.last_message.endswith(QUESTION) for call in executions)
+    assert result.extracted == "3"  # what the program printed

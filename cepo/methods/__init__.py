@@ -26,7 +26,8 @@ from cepo.methods.self_consistency import self_consistency
 # Each method has its own, so a change to cepo does not throw away the baselines' results.
 # 2: cepo's code replies stop where their code block ends.
 # 3: a code answer's examples run after the question's own imports and helper definitions.
-METHOD_VERSIONS: dict[str, int] = {"plain": 3, "self-consistency": 3, "best-of-n": 3, "cepo": 3}
+# 4 (cepo): an empty plan's execution answers the question directly, at the plan's temperature.
+METHOD_VERSIONS: dict[str, int] = {"plain": 3, "self-consistency": 3, "best-of-n": 3, "cepo": 4}
 
 Method = Callable[[RunContext], Awaitable[MethodResult]]
 METHODS: dict[str, Method] = {

@@ -9,7 +9,7 @@ A plan or execution cut by its token limit is rejected and a new attempt started
 candidate). With `planning_spares`, that many extra attempts run from the start, so a rejected one costs
 no wait; once `planning_n` are complete the rest are cancelled and their tokens booked as wasted. A
 candidate with one complete execution has nothing to compare and skips refine; one with none answers
-directly.
+directly. A plan that comes back empty is no plan: its execution answers the question directly.
 
 A candidate whose backend request fails (the server errs, times out, breaks its answer off) is out of the
 run, recorded with its error; the others go on and one of them is chosen. The run fails only when every
@@ -79,11 +79,10 @@ class AttemptRun:
 
     @property
     def conversation(self) -> list[Message]:
-        """The plan's conversation, up to and including the execution."""
+        """The execution's conversation, up to and including the execution."""
         assert self.plan is not None and self.execution is not None
-        execute = prompts.execute_instruction(self.run.ctx.kind, self.run.program)
         return [
-            *prompts.continued(self.run.plan_prompt, self.plan.text, execute),
+            *self.run.execute_prompt(self.plan.text),
             {"role": "assistant", "content": self.execution.text},
         ]
 
@@ -115,6 +114,23 @@ class CandidateRun:
     def plan_prompt(self) -> list[Message]:
         return prompts.with_question(self.ctx.messages, prompts.plan_instruction(self.approach))
 
+    def execute_prompt(self, plan: str) -> list[Message]:
+        """What carrying out `plan` asks. A plan that came back empty leaves nothing to carry out (a small
+        model goes straight to its code, and the plan stops at the fence): the question is then asked
+        directly, which such a model answers better than a request to follow a plan it did not write."""
+        if not plan.strip():
+            return prompts.direct(self.ctx.messages, self.program)
+        execute = prompts.execute_instruction(self.ctx.kind, self.program)
+        return prompts.continued(self.plan_prompt, plan, execute)
+
+    def execute_step(self, plan: str) -> StepConfig:
+        """The execution's sampling. Without a plan, the execution is the attempt's only draw, so it samples
+        at the plan's temperature: the attempts still differ, as the published method has them differ."""
+        step = self.writing(self.ctx.config.execute)
+        if plan.strip():
+            return step
+        return step.model_copy(update={"temperature": self.ctx.config.plan.temperature})
+
     def writing(self, step: StepConfig) -> StepConfig:
         """`step` for a reply that holds the answer: one that writes code stops where its code block ends."""
         if self.ctx.kind != "code" and not self.program:
@@ -143,12 +159,9 @@ class CandidateRun:
             self.executing = True
             self.ctx.stage_started("execute", self.index)
         attempt.status = "executing"
-        execute = prompts.execute_instruction(self.ctx.kind, self.program)
+        plan = attempt.plan.text
         request = self.ctx.request(
-            "execute",
-            prompts.continued(self.plan_prompt, attempt.plan.text, execute),
-            self.writing(self.ctx.config.execute),
-            [Lane(self.index, attempt.index)],
+            "execute", self.execute_prompt(plan), self.execute_step(plan), [Lane(self.index, attempt.index)]
         )
         attempt.cancel = request.cancel
         [attempt.execution] = await request.all()
@@ -238,12 +251,13 @@ class CandidateRun:
     async def _direct_answer(self) -> list[Message]:
         """No plan completed: the model answers the question directly, as the plain method would."""
         self.ctx.stage_started("answer", self.index)
+        question = prompts.direct(self.ctx.messages, self.program)
         request = self.ctx.request(
-            "answer", self.ctx.messages, self.writing(self.ctx.config.sample), [Lane(self.index, 0)]
+            "answer", question, self.writing(self.ctx.config.sample), [Lane(self.index, 0)]
         )
         [answer] = await request.all()
         self.ctx.stage_ended("answer", self.index)
-        return [*self.ctx.messages, {"role": "assistant", "content": answer.text}]
+        return [*question, {"role": "assistant", "content": answer.text}]
 
     async def _refine(self, complete: list[AttemptRun]) -> list[Message]:
         executions = [a.execution.text for a in complete if a.execution is not None]

@@ -63,6 +63,12 @@ def continued(messages: list[Message], reply: str, instruction: str) -> list[Mes
     return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": instruction}]
 
 
+def direct(messages: list[Message], program: bool) -> list[Message]:
+    """The question asked straight, as the plain method asks it; `program`: for a program that prints the
+    answer, which the checks will run."""
+    return with_question(messages, _PROGRAM) if program else messages
+
+
 def plan_instruction(approach: str | None) -> str:
     return PLAN if approach is None else f"{PLAN}\nUse this approach: {approach}"
 
