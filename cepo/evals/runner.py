@@ -66,6 +66,10 @@ class Job:
         return group_name(self.method, self.setting.overrides)
 
     @property
+    def digest(self) -> str:
+        return self.setting.digests[self.method]
+
+    @property
     def config(self) -> CepoConfig:
         config = self.setting.config
         if self.sample and config.seed is not None:
@@ -138,9 +142,7 @@ class _Runner:
                     for method in self.plan.methods:
                         job = Job(problem, method, setting, sample)
                         totals[job.group] = totals.get(job.group, 0) + 1
-                        record = done.get(
-                            (self.plan.dataset.name, problem.id, method, setting.digests[method], sample)
-                        )
+                        record = done.get((self.plan.dataset.name, problem.id, method, job.digest, sample))
                         if record is None:
                             pending.append(job)
                         else:
@@ -204,7 +206,7 @@ class _Runner:
             "problem": job.problem.id,
             "method": job.method,
             "settings": job.setting.overrides,
-            "settings_hash": job.setting.digests[job.method],
+            "settings_hash": job.digest,
             "sample": job.sample,
             "model": self.backend.model,
         }
