@@ -125,7 +125,7 @@ class CandidateRun:
 
     def execute_step(self, plan: str) -> StepConfig:
         """The execution's sampling. Without a plan, the execution is the attempt's only draw, so it samples
-        at the plan's temperature: the attempts still differ, as the published method has them differ."""
+        at the plan's temperature, and the attempts still differ from one another."""
         step = self.writing(self.ctx.config.execute)
         if plan.strip():
             return step
