@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The proof runs: plain (greedy), self-consistency and cepo on HumanEval (164), CRUXEval-O (400) and 200
-# letter questions, on the embedded default model; then a report per dataset. Every run resumes, so this
-# can be stopped and started again at will. On a 2-core CPU the whole set takes many hours; cepo is most
-# of it.
+# letter questions, on the embedded default model: the baselines on every dataset first, then cepo, with a
+# report per dataset after each. Every run resumes, so this can be stopped and started again at will. On a
+# 2-core CPU the whole set takes many hours; cepo is most of it.
 #
 #   scripts/proof.sh [OUT]      # OUT defaults to runs/proof
 #
@@ -23,18 +23,28 @@ run() {  # dataset, then cepo eval's other arguments
     "$cepo" eval --dataset "$dataset" --out "$out/$dataset" "$@"
 }
 
-for dataset in humaneval cruxeval-o letters; do
-    args=()
-    case $dataset in
-    cruxeval-o) args=(--path "$cruxeval") ;;
-    letters) args=(--limit 200) ;;
+problems=()
+pick() {  # sets `problems`, the arguments that choose a dataset's problems
+    case $1 in
+    cruxeval-o) problems=(--path "$cruxeval") ;;
+    letters) problems=(--limit 200) ;;
+    *) problems=() ;;
     esac
-    run "$dataset" "${args[@]}" --methods plain --config "$out/greedy.yaml"
-    run "$dataset" "${args[@]}" --methods self-consistency
+}
+
+# The baselines first, on every dataset: they take minutes, cepo takes hours.
+for dataset in humaneval cruxeval-o letters; do
+    pick "$dataset"
+    run "$dataset" "${problems[@]}" --methods plain --config "$out/greedy.yaml"
+    run "$dataset" "${problems[@]}" --methods self-consistency
+    "$cepo" eval report "$out/$dataset"
+done
+for dataset in humaneval letters cruxeval-o; do
+    pick "$dataset"
     if [ "$dataset" = letters ]; then
-        run "$dataset" "${args[@]}" --methods cepo --config "$out/execution.yaml" --concurrency 6
+        run "$dataset" "${problems[@]}" --methods cepo --config "$out/execution.yaml" --concurrency 6
     else
-        run "$dataset" "${args[@]}" --methods cepo --concurrency 6
+        run "$dataset" "${problems[@]}" --methods cepo --concurrency 6
     fi
     "$cepo" eval report "$out/$dataset"
 done
