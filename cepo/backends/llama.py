@@ -203,9 +203,11 @@ class LlamaEngine(Backend):
         params.n_ubatch = config.n_ubatch
         params.n_seq_max = config.n_seq_max
         params.n_threads = params.n_threads_batch = threads
-        params.kv_unified = (
-            True  # one cell buffer for all sequences: the only way branches share prompt cells
-        )
+        # One cell buffer for all sequences, so branches share their prompt's cells without copying them.
+        # Per-sequence buffers (kv_unified False) spare attention the other requests' cells, but each branch
+        # copies a whole buffer and llama.cpp batches only consecutive sequence ids. Measured here: 15-24
+        # branches of 5-6 different 1200-1500-token prompts decoded 1.2x faster, 8 branches of one 0.9x.
+        params.kv_unified = True
         params.flash_attn_type = (
             llama.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attn else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
