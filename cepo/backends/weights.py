@@ -19,10 +19,8 @@ import llama_cpp as llama
 
 from cepo.errors import ModelError
 
-SUFFIX = ".q8_0.gguf"
 
-
-def cache_dir() -> Path:
+def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "cepo" / "models"
 
 
@@ -33,7 +31,7 @@ def cpu_weights(path: Path) -> Path:
     stat = path.stat()
     # A changed source file gets a new copy: the folder is named after its path, size and modification time.
     key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    copy = cache_dir() / key / (path.stem + SUFFIX)
+    copy = _cache_dir() / key / f"{path.stem}.q8_0.gguf"
     if not copy.exists():
         copy.parent.mkdir(parents=True, exist_ok=True)
         partial = copy.with_name(f"{copy.name}.{os.getpid()}.partial")  # never a half-written copy in place
