@@ -23,7 +23,6 @@ run() {  # dataset, then cepo eval's other arguments
     "$cepo" eval --dataset "$dataset" --out "$out/$dataset" "$@"
 }
 
-problems=()
 pick() {  # sets `problems`, the arguments that choose a dataset's problems
     case $1 in
     cruxeval-o) problems=(--path "$cruxeval") ;;

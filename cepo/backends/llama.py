@@ -201,7 +201,7 @@ class LlamaEngine(Backend):
         )
         if not self._model:
             raise ModelError(
-                f"llama.cpp could not load {path}", hint="is the file complete and a supported model?"
+                f"llama.cpp could not load {weights}", hint="is the file complete and a supported model?"
             )
         self.threads = threads = config.n_threads or os.cpu_count() or 1
         params = llama.llama_context_default_params()
