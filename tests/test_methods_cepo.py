@@ -7,6 +7,7 @@ import re
 import pytest
 from scripted_backend import ScriptedBackend
 
+from cepo.checks import extract_answer
 from cepo.events import MethodResult
 from cepo.methods import prompts, solve
 from cepo.methods.cepo_method import CODE_END
@@ -225,6 +226,18 @@ async def test_execution_rating_takes_a_short_answer_from_the_candidates_own_pro
     assert result.extracted == "3"
     assert result.candidates[0].checks.program_output == "3"
     assert "Python program" in backend.calls_to(EXECUTE)[0].last_message
+    # The final reply said 2; the answer shown, and scored, is the one the program computed.
+    assert result.answer == "2\n\nAnswer: 3"
+    assert extract_answer(result.answer, "number") == "3"
+
+
+async def test_a_final_reply_that_drops_the_answer_is_shown_with_the_answer_an_earlier_step_stated() -> None:
+    backend = ScriptedBackend(
+        [(PLAN, "1. Count. (high)"), (EXECUTE, "Answer: 3"), (REFINE, "Answer: 3"), (FINAL, "All done.")]
+    )
+    result = await solve("cepo", backend, QUESTION, SMALL)
+
+    assert (result.extracted, result.answer) == ("3", "All done.\n\nAnswer: 3")
 
 
 CODE_QUESTION = "Write a Python function double(x) that returns twice x.\n\n>>> double(2)\n4\n"
@@ -348,3 +361,4 @@ async def test_a_program_answer_asked_directly_is_asked_for_as_a_program() -> No
     assert len(executions) == 9
     assert all("program" in call.last_message and call.last_message.endswith(QUESTION) for call in executions)
     assert result.extracted == "3"  # what the program printed
+    assert result.answer == "4\n\nAnswer: 3"

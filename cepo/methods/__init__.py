@@ -27,7 +27,9 @@ from cepo.methods.self_consistency import self_consistency
 # 2: cepo's code replies stop where their code block ends.
 # 3: a code answer's examples run after the question's own imports and helper definitions.
 # 4 (cepo): an empty plan's execution answers the question directly, at the plan's temperature.
-METHOD_VERSIONS: dict[str, int] = {"plain": 3, "self-consistency": 3, "best-of-n": 3, "cepo": 4}
+# 5 (cepo): a short answer ends by stating the answer chosen, when its program computed it or an earlier
+#   step stated it; before, the final text alone was scored.
+METHOD_VERSIONS: dict[str, int] = {"plain": 3, "self-consistency": 3, "best-of-n": 3, "cepo": 5}
 
 Method = Callable[[RunContext], Awaitable[MethodResult]]
 METHODS: dict[str, Method] = {

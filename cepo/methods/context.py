@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from cepo.backends.base import Backend, Branch, Message, Prompt, Sampling, TokenEvent
-from cepo.checks import Checks, Example, TaskKind, check_candidate
+from cepo.checks import SHORT_KINDS, Checks, Example, TaskKind, check_candidate, extract_answer
 from cepo.checks.code import close_fence, definitions_in
 from cepo.config import CepoConfig, StepConfig
 from cepo.events import (
@@ -134,6 +134,8 @@ class RunContext:
             answer = f"```python\n{winner.checks.answer}\n```"
         elif self.kind == "code":
             answer = close_fence(answer)
+        elif self.kind in SHORT_KINDS:
+            answer = _with_answer_stated(answer, winner.checks)
         return MethodResult(
             method=method,
             kind=self.kind,
@@ -153,6 +155,15 @@ class RunContext:
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started_at
+
+
+def _with_answer_stated(text: str, checks: Checks) -> str:
+    """`text` ending with the short answer its checks took, where it does not state that answer itself:
+    the answer its program printed, or one an earlier step stated before the final one dropped it."""
+    computed = checks.program_output is not None
+    if checks.answer is None or (not computed and extract_answer(text, checks.kind) == checks.answer):
+        return text
+    return f"{close_fence(text)}\n\nAnswer: {checks.answer}"
 
 
 def _covered(intervals: list[tuple[float, float]]) -> float:
