@@ -58,7 +58,7 @@ class ScriptedSolve:
             kind="number",
             answer=answer,
             extracted=None,
-            chosen=0,
+            chosen=1,
             candidates=[],
             stages={"answer": usage},
             seconds=0.25,
@@ -94,6 +94,7 @@ async def test_every_problem_and_method_is_scored_and_recorded(tmp_path: Path, p
         assert row["passed"] is (int(row["problem"].rsplit("-", 1)[1]) % 2 == 0)
         assert (row["completion_tokens"], row["wasted_tokens"], row["seconds"]) == (25, 5, 0.25)
         assert row["model"] == "fake-model" and row["stages"]["answer"]["requests"] == 1
+        assert row["chosen"] == 1
     wrong = next(row for row in written if not row["passed"])
     assert wrong["detail"].startswith("answered")
 

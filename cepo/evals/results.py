@@ -38,6 +38,7 @@ class Record(BaseModel):
     model: str
     answer: str
     candidates: list[Any] = []
+    chosen: int | None = None  # which of the candidates gave the answer (None: the method failed)
     passed: bool
     detail: str = ""  # why it failed, when it did
     error: str | None = None  # the method itself failed (such as a prompt that can never fit)

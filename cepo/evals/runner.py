@@ -179,6 +179,7 @@ class _Runner:
             **self._identity(job),
             answer=result.answer,
             candidates=[candidate.model_dump(mode="json") for candidate in result.candidates],
+            chosen=result.chosen,
             passed=score.passed,
             detail=score.detail,
             prompt_tokens=usage.prompt_tokens,
