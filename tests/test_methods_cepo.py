@@ -231,13 +231,16 @@ async def test_execution_rating_takes_a_short_answer_from_the_candidates_own_pro
     assert extract_answer(result.answer, "number") == "3"
 
 
-async def test_a_final_reply_that_drops_the_answer_is_shown_with_the_answer_an_earlier_step_stated() -> None:
+@pytest.mark.parametrize(("final", "shown"), [("All done.", "All done.\n\nAnswer: 3"), ("", "Answer: 3")])
+async def test_a_final_reply_that_drops_the_answer_is_shown_with_the_answer_an_earlier_step_stated(
+    final: str, shown: str
+) -> None:
     backend = ScriptedBackend(
-        [(PLAN, "1. Count. (high)"), (EXECUTE, "Answer: 3"), (REFINE, "Answer: 3"), (FINAL, "All done.")]
+        [(PLAN, "1. Count. (high)"), (EXECUTE, "Answer: 3"), (REFINE, "Answer: 3"), (FINAL, final)]
     )
     result = await solve("cepo", backend, QUESTION, SMALL)
 
-    assert (result.extracted, result.answer) == ("3", "All done.\n\nAnswer: 3")
+    assert (result.extracted, result.answer) == ("3", shown)
 
 
 CODE_QUESTION = "Write a Python function double(x) that returns twice x.\n\n>>> double(2)\n4\n"

@@ -163,7 +163,7 @@ def _with_answer_stated(text: str, checks: Checks) -> str:
     computed = checks.program_output is not None
     if checks.answer is None or (not computed and extract_answer(text, checks.kind) == checks.answer):
         return text
-    return f"{close_fence(text)}\n\nAnswer: {checks.answer}"
+    return f"{close_fence(text).rstrip()}\n\nAnswer: {checks.answer}".lstrip()
 
 
 def _covered(intervals: list[tuple[float, float]]) -> float:
