@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cepo.errors import CepoError
-from cepo.evals.report import summarize, wilson_interval, write_report
+from cepo.evals.report import figure, summarize, wilson_interval, write_report
 from cepo.evals.results import Record, ResultsFile, settings_hash
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -75,6 +75,25 @@ def test_report_writes_a_table_per_dataset_and_nonempty_plots(tmp_path: Path) ->
             assert png.read_bytes().startswith(PNG_SIGNATURE)
             assert png.stat().st_size > 5000
             assert f"]({png.name})" in text
+
+
+def test_chart_labels_curve_points_and_names_a_single_setting_in_the_legend(tmp_path: Path) -> None:
+    with ResultsFile(tmp_path) as results:
+        for problem in range(10):
+            results.append(
+                record("letters", "plain", problem, problem < 1, 60, {"sample": {"temperature": 0}})
+            )
+            results.append(record("letters", "self-consistency", problem, problem < 1, 80, {}))
+            results.append(record("letters", "cepo", problem, problem < 2, 1000, {"bestofn_n": 2}))
+            results.append(record("letters", "cepo", problem, problem < 3, 2000, {}))
+    axes = figure(summarize(ResultsFile(tmp_path).read()), "tokens").axes[0]
+
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend == ["plain (sample.temperature=0)", "self-consistency", "cepo"]
+    # Only the curve's points carry labels, so the two cheap points side by side cannot overlap.
+    assert [text.get_text() for text in axes.texts] == ["bestofn_n=2", "defaults"]
+    # The scale ends just above the highest interval (30% of 10 reaches 60.3%), not at 100%.
+    assert axes.get_ylim() == (0, 70)
 
 
 def test_report_of_an_empty_directory_says_so(tmp_path: Path) -> None:

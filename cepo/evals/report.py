@@ -116,17 +116,18 @@ def markdown_table(summaries: list[Summary]) -> str:
     return "\n".join(lines)
 
 
-def plot(summaries: list[Summary], axis: Axis, path: Path) -> None:
-    """Accuracy against compute, one point per method and setting with its interval; the settings of one
-    method are joined into its compute curve, and each point is labelled."""
-    figure = Figure(figsize=(8, 5.5), dpi=120)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+def figure(summaries: list[Summary], axis: Axis) -> Figure:
+    """Accuracy against compute, one point per method and setting with its interval. The settings of one
+    method are joined into its compute curve, each point labelled with its setting; a method run in one
+    setting names it in the legend instead, so that labels of nearby points cannot overlap."""
+    chart = Figure(figsize=(8, 5.5), dpi=120)
+    FigureCanvasAgg(chart)
+    axes = chart.add_subplot()
     curves: dict[tuple[str, str], list[Summary]] = defaultdict(list)
     for summary in summaries:
         curves[(summary.model, summary.method)].append(summary)
     several_models = len({model for model, _ in curves}) > 1
-    for (model, method), points in curves.items():
+    for (model, _), points in curves.items():
         points.sort(key=lambda summary: summary.measure(axis))
         xs = [summary.measure(axis) for summary in points]
         ys = [100 * summary.accuracy for summary in points]
@@ -134,20 +135,25 @@ def plot(summaries: list[Summary], axis: Axis, path: Path) -> None:
             [100 * (summary.accuracy - summary.interval[0]) for summary in points],
             [100 * (summary.interval[1] - summary.accuracy) for summary in points],
         ]
-        name = f"{method} · {model}" if several_models else method
-        axes.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=name)
-        for summary, x, y in zip(points, xs, ys, strict=True):
-            text = settings_label(summary.settings) if summary.settings else method
-            axes.annotate(text, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        name = points[0].label if len(points) == 1 else points[0].method
+        axes.errorbar(
+            xs, ys, yerr=errors, marker="o", capsize=3, label=f"{name} · {model}" if several_models else name
+        )
+        if len(points) > 1:
+            for summary, x, y in zip(points, xs, ys, strict=True):
+                text = settings_label(summary.settings) if summary.settings else "defaults"
+                axes.annotate(text, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    highest = max(100 * summary.interval[1] for summary in summaries)
+    # Small models score low: a scale that ends a little above the highest interval keeps points apart.
+    axes.set_ylim(0, min(100, 10 * math.ceil((highest + 5) / 10)))
     axes.set_xlabel(AXIS_TITLES[axis])
     axes.set_ylabel("accuracy (%), 95% Wilson interval")
     axes.set_title(f"{summaries[0].dataset}: accuracy against {axis}")
-    axes.set_ylim(0, 100)
     axes.margins(x=0.15)  # room for the labels of the outermost points
     axes.grid(alpha=0.3)
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, format="png")
+    chart.tight_layout()
+    return chart
 
 
 def write_report(directory: Path) -> str:
@@ -163,7 +169,7 @@ def write_report(directory: Path) -> str:
         images = []
         for axis in AXIS_TITLES:
             name = f"{dataset}-accuracy-vs-{axis}.png"
-            plot(summaries, axis, directory / name)
+            figure(summaries, axis).savefig(directory / name, format="png")
             images.append(f"![{dataset}: accuracy against {axis}]({name})")
         sections.append(f"## {dataset}\n\n{markdown_table(summaries)}\n\n" + "\n".join(images))
     sections.append(NOTES)
