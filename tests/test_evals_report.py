@@ -1,12 +1,13 @@
 """The report: Wilson intervals, the markdown table per dataset, and the PNG plots."""
 
+import warnings
 from pathlib import Path
 
 import pytest
 
 from cepo.errors import CepoError
 from cepo.evals.report import figure, summarize, wilson_interval, write_report
-from cepo.evals.results import Record, ResultsFile, settings_hash
+from cepo.evals.results import Record, ResultsFile, settings_hash, settings_label
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -99,3 +100,19 @@ def test_chart_labels_curve_points_and_names_a_single_setting_in_the_legend(tmp_
 def test_report_of_an_empty_directory_says_so(tmp_path: Path) -> None:
     with pytest.raises(CepoError, match="no results"):
         write_report(tmp_path)
+
+
+def test_a_long_setting_is_wrapped_so_the_chart_keeps_its_layout(tmp_path: Path) -> None:
+    steps = ("plan", "execute", "refine", "final", "rating")
+    many = {"bestofn_n": 2, "seed": 7, **{step: {"max_tokens": 64, "temperature": 0.5} for step in steps}}
+    with ResultsFile(tmp_path) as results:
+        for problem in range(4):
+            results.append(record("humaneval", "plain", problem, problem < 1, 100, many))
+    with warnings.catch_warnings():
+        # Unwrapped, the legend is wider than the figure and matplotlib cannot lay the chart out.
+        warnings.filterwarnings("error", message="Tight layout not applied")
+        axes = figure(summarize(ResultsFile(tmp_path).read()), "tokens").axes[0]
+
+    [label] = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert label.replace("\n", " ") == f"plain ({settings_label(many)})"
+    assert max(len(line) for line in label.splitlines()) <= 50

@@ -6,6 +6,7 @@ One row (and one plot point) per dataset, model, method and setting.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,8 @@ NOTES = """Accuracy carries a 95% Wilson interval (samples of one problem count 
 Tokens count every token generated for a problem, kept or wasted: branches cut by their limit or
 cancelled cost compute all the same. Seconds are each problem's own wall time, which includes waiting for
 its turn in the batch, so they depend on --concurrency."""
+LEGEND_WIDTH = 50  # characters per line of a legend entry
+POINT_LABEL_WIDTH = 30  # characters per line of a point's label
 AXIS_TITLES: dict[Axis, str] = {
     "tokens": "mean tokens generated per problem",
     "seconds": "mean seconds per problem",
@@ -136,12 +139,12 @@ def figure(summaries: list[Summary], axis: Axis) -> Figure:
             [100 * (summary.interval[1] - summary.accuracy) for summary in points],
         ]
         name = points[0].label if len(points) == 1 else points[0].method
-        axes.errorbar(
-            xs, ys, yerr=errors, marker="o", capsize=3, label=f"{name} · {model}" if several_models else name
-        )
+        label = f"{name} · {model}" if several_models else name
+        # Settings can be many: wrapped, a long label stays inside the figure.
+        axes.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=textwrap.fill(label, LEGEND_WIDTH))
         if len(points) > 1:
             for summary, x, y in zip(points, xs, ys, strict=True):
-                text = settings_label(summary.settings) if summary.settings else "defaults"
+                text = textwrap.fill(settings_label(summary.settings), POINT_LABEL_WIDTH)
                 axes.annotate(text, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     highest = max(100 * summary.interval[1] for summary in summaries)
     # Small models score low: a scale that ends a little above the highest interval keeps points apart.
