@@ -12,7 +12,15 @@ from cepo.evals.results import Record, ResultsFile, settings_hash, settings_labe
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def record(dataset: str, method: str, problem: int, passed: bool, tokens: int, settings: dict) -> Record:
+def record(
+    dataset: str,
+    method: str,
+    problem: int,
+    passed: bool,
+    tokens: int,
+    settings: dict,
+    candidates_passed: list[bool] | None = None,
+) -> Record:
     return Record(
         dataset=dataset,
         problem=str(problem),
@@ -22,6 +30,7 @@ def record(dataset: str, method: str, problem: int, passed: bool, tokens: int, s
         model="tiny",
         answer="",
         passed=passed,
+        candidates_passed=candidates_passed,
         prompt_tokens=50,
         completion_tokens=tokens,
         wasted_tokens=0,
@@ -34,7 +43,10 @@ def write_results(directory: Path) -> None:
         for problem in range(10):
             results.append(record("letters", "plain", problem, problem < 2, 100, {}))
             results.append(record("letters", "cepo", problem, problem < 5, 1000, {"bestofn_n": 2}))
-            results.append(record("letters", "cepo", problem, problem < 8, 2000, {"bestofn_n": 4}))
+            # The choice misses the one right candidate of problem 8.
+            candidates = [problem < 8, problem == 8, False, False]
+            four = {"bestofn_n": 4}
+            results.append(record("letters", "cepo", problem, problem < 8, 2000, four, candidates))
         for problem in range(4):
             results.append(record("humaneval", "plain", problem, problem == 0, 300, {}))
 
@@ -59,6 +71,8 @@ def test_summaries_group_by_method_and_setting(tmp_path: Path) -> None:
     }
     best = summaries[("letters", "cepo (bestofn_n=4)")]
     assert (best.total, best.passed, best.mean_tokens, best.mean_seconds) == (10, 8, 2000, 20)
+    assert best.any_candidate_passed == 9
+    assert summaries[("letters", "plain")].any_candidate_passed is None  # recorded before this was kept
     assert best.accuracy_per_1k_tokens == pytest.approx(40.0)  # 80% at 2k tokens
 
 
@@ -68,8 +82,8 @@ def test_report_writes_a_table_per_dataset_and_nonempty_plots(tmp_path: Path) ->
 
     assert (tmp_path / "report.md").read_text() == text
     assert "## letters" in text and "## humaneval" in text
-    assert "| tiny | cepo (bestofn_n=4) | 10 | 80.0% (49.0-94.3) | 2000 | 20.00 | 40.0 |" in text
-    assert "| tiny | plain | 4 | 25.0% (4.6-69.9) | 300 | 3.00 | 83.3 |" in text
+    assert "| tiny | cepo (bestofn_n=4) | 10 | 80.0% (49.0-94.3) | 2000 | 20.00 | 40.0 | 90.0% |" in text
+    assert "| tiny | plain | 4 | 25.0% (4.6-69.9) | 300 | 3.00 | 83.3 | - |" in text
     for dataset in ("letters", "humaneval"):
         for axis in ("tokens", "seconds"):
             png = tmp_path / f"{dataset}-accuracy-vs-{axis}.png"

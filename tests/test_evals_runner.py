@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 
 from cepo.backends import Message
+from cepo.checks import Checks, extract_answer
 from cepo.config import CepoConfig
 from cepo.errors import BackendUnavailable, GenerationError
+from cepo.evals.base import Problem, Score
 from cepo.evals.letters import Letters, LettersProblem
 from cepo.evals.results import Record, ResultsFile
 from cepo.evals.runner import EvalPlan, run_eval
-from cepo.events import MethodResult, StageUsage
+from cepo.events import Candidate, MethodResult, StageUsage
 
 METHODS = ["plain", "cepo"]
 
@@ -197,3 +199,54 @@ async def test_progress_hears_of_each_group_with_work_already_done(tmp_path: Pat
     )
     assert progress.begun == {"plain (bestofn_n=2)": (6, 3), "cepo (bestofn_n=2)": (6, 3)}
     assert sorted(progress.advanced) == ["cepo (bestofn_n=2)"] * 3 + ["plain (bestofn_n=2)"] * 3
+
+
+async def test_every_candidate_is_scored_as_if_chosen_each_answer_once(
+    tmp_path: Path, problems: list
+) -> None:
+    problem = problems[0]
+    wrong = f"The answer is {problem.count + 1}."
+
+    def candidate(index: int, final: str, **fields: Any) -> Candidate:
+        checks = fields.pop("checks", Checks(kind="number", answer=extract_answer(final, "number")))
+        return Candidate(index=index, final=final, checks=checks, **fields)
+
+    candidates = [
+        candidate(0, wrong),
+        # Its final reply dropped the answer; its program computed it, and the delivered answer states it.
+        candidate(
+            1, "I counted.", checks=Checks(kind="number", answer=str(problem.count), program_output="x")
+        ),
+        candidate(2, "", error="the server went away"),
+        candidate(3, wrong),
+    ]
+
+    async def solve(method: str, backend: Any, messages: list[Message], **_: Any) -> MethodResult:
+        return MethodResult(
+            method=method,
+            kind="number",
+            answer=wrong,
+            extracted=None,
+            chosen=0,
+            candidates=candidates,
+            stages={},
+            seconds=1.0,
+        )
+
+    class CountingLetters(Letters):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scored: list[str] = []
+
+        async def score(self, problem: Problem, answer: str) -> Score:
+            self.scored.append(answer)
+            return await super().score(problem, answer)
+
+    dataset = CountingLetters()
+    only = EvalPlan(dataset=dataset, problems=[problem], methods=["cepo"])
+    [record] = await run_eval(only, backend=FakeBackend(), solve=solve, results=ResultsFile(tmp_path))
+
+    assert not record.passed
+    assert record.candidates_passed == [False, True, False, False]  # the choice missed a right answer
+    assert dataset.scored == [wrong, f"I counted.\n\nAnswer: {problem.count}"]
+    assert lines(tmp_path)[0]["candidates_passed"] == [False, True, False, False]

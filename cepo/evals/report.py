@@ -24,7 +24,11 @@ Axis = Literal["tokens", "seconds"]
 NOTES = """Accuracy carries a 95% Wilson interval (samples of one problem count as separate trials).
 Tokens count every token generated for a problem, kept or wasted: branches cut by their limit or
 cancelled cost compute all the same. Seconds are each problem's own wall time, which includes waiting for
-its turn in the batch, so they depend on --concurrency."""
+its turn in the batch, so they depend on --concurrency.
+"Any candidate" counts the problems where at least one of the method's candidates would have passed had
+it been chosen: what a perfect choice would score. Below it, the choice lost right answers; at it, only
+better candidates (more of them, or a stronger model) raise accuracy. It shows "-" for records made
+before candidates were scored."""
 LEGEND_WIDTH = 50  # characters per line of a legend entry
 POINT_LABEL_WIDTH = 30  # characters per line of a point's label
 AXIS_TITLES: dict[Axis, str] = {
@@ -54,6 +58,7 @@ class Summary(BaseModel):
     total: int
     passed: int
     errors: int  # generations the method could not run at all (counted as wrong)
+    any_candidate_passed: int | None  # generations where some candidate passes (None: not recorded)
     mean_tokens: float
     mean_seconds: float
 
@@ -92,6 +97,7 @@ def summarize(records: list[Record]) -> list[Summary]:
             total=len(group),
             passed=sum(record.passed for record in group),
             errors=sum(record.error is not None for record in group),
+            any_candidate_passed=_any_candidate_passed(group),
             mean_tokens=sum(record.generated_tokens for record in group) / len(group),
             mean_seconds=sum(record.seconds for record in group) / len(group),
         )
@@ -99,22 +105,30 @@ def summarize(records: list[Record]) -> list[Summary]:
     ]
 
 
+def _any_candidate_passed(records: list[Record]) -> int | None:
+    if any(record.candidates_passed is None for record in records):
+        return None
+    return sum(any(record.candidates_passed or []) for record in records)
+
+
 def markdown_table(summaries: list[Summary]) -> str:
     """The table of one dataset's summaries."""
     lines = [
         "| model | method | n | accuracy (95% CI) | tokens / problem | seconds / problem "
-        "| acc. pts / 1k tokens |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| acc. pts / 1k tokens | any candidate |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for summary in summaries:
         low, high = summary.interval
         per_1k = summary.accuracy_per_1k_tokens
         errors = f" ({summary.errors} failed)" if summary.errors else ""
+        oracle = summary.any_candidate_passed
         lines.append(
             f"| {summary.model} | {summary.label} | {summary.total}{errors} "
             f"| {100 * summary.accuracy:.1f}% ({100 * low:.1f}-{100 * high:.1f}) "
             f"| {summary.mean_tokens:.0f} | {summary.mean_seconds:.2f} "
-            f"| {'-' if per_1k is None else f'{per_1k:.1f}'} |"
+            f"| {'-' if per_1k is None else f'{per_1k:.1f}'} "
+            f"| {'-' if oracle is None else f'{100 * oracle / summary.total:.1f}%'} |"
         )
     return "\n".join(lines)
 

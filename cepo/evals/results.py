@@ -40,6 +40,8 @@ class Record(BaseModel):
     candidates: list[Any] = []
     chosen: int | None = None  # which of the candidates gave the answer (None: the method failed)
     passed: bool
+    # Per candidate: would its answer have passed, had it been chosen (None: recorded before this was kept).
+    candidates_passed: list[bool] | None = None
     detail: str = ""  # why it failed, when it did
     error: str | None = None  # the method itself failed (such as a prompt that can never fit)
     prompt_tokens: int

@@ -20,6 +20,7 @@ from cepo.errors import GenerationError
 from cepo.evals.base import Dataset, Problem
 from cepo.evals.results import Record, ResultsFile, settings_hash, settings_label
 from cepo.events import MethodResult
+from cepo.methods.context import delivered_answer
 
 # cepo.methods.solve, or a scripted stand-in in tests: (method, backend, messages, config=, tests=).
 SolveFn = Callable[..., Awaitable[MethodResult]]
@@ -181,6 +182,7 @@ class _Runner:
             candidates=[candidate.model_dump(mode="json") for candidate in result.candidates],
             chosen=result.chosen,
             passed=score.passed,
+            candidates_passed=await self._score_candidates(job, result, score.passed),
             detail=score.detail,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
@@ -188,6 +190,22 @@ class _Runner:
             stages={stage: used.model_dump(mode="json") for stage, used in result.stages.items()},
             seconds=result.seconds,
         )
+
+    async def _score_candidates(self, job: Job, result: MethodResult, chosen_passed: bool) -> list[bool]:
+        """Whether each candidate would have passed had it been chosen: with the chosen one's score, this
+        tells a selection that missed a right candidate from candidates that were all wrong."""
+        verdicts = {result.answer: chosen_passed}  # candidates often agree: each answer is run once
+        passed = []
+        for candidate in result.candidates:
+            if candidate.error is not None:  # lost to a backend error: it has no answer
+                passed.append(False)
+                continue
+            answer = delivered_answer(candidate, result.kind)
+            if answer not in verdicts:
+                async with self.scoring:
+                    verdicts[answer] = (await self.plan.dataset.score(job.problem, answer)).passed
+            passed.append(verdicts[answer])
+        return passed
 
     def _failed(self, job: Job, error: GenerationError, seconds: float) -> Record:
         return Record(

@@ -128,19 +128,11 @@ class RunContext:
                     candidate=candidate.index, answer=candidate.checks.answer, score=candidate.score
                 )
             )
-        winner = candidates[chosen]
-        answer = winner.final
-        if winner.checks.source and winner.checks.answer is not None:  # its code came from an earlier step
-            answer = f"```python\n{winner.checks.answer}\n```"
-        elif self.kind == "code":
-            answer = close_fence(answer)
-        elif self.kind in SHORT_KINDS:
-            answer = _with_answer_stated(answer, winner.checks)
         return MethodResult(
             method=method,
             kind=self.kind,
-            answer=answer,
-            extracted=winner.checks.answer,
+            answer=delivered_answer(candidates[chosen], self.kind),
+            extracted=candidates[chosen].checks.answer,
             chosen=chosen,
             candidates=candidates,
             agreed=agreed,
@@ -155,6 +147,19 @@ class RunContext:
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started_at
+
+
+def delivered_answer(candidate: Candidate, kind: TaskKind) -> str:
+    """The answer the user gets when `candidate` is chosen: its final text, with a code block closed, or
+    with the short answer its checks took stated."""
+    checks = candidate.checks
+    if checks.source and checks.answer is not None:  # its code came from an earlier step
+        return f"```python\n{checks.answer}\n```"
+    if kind == "code":
+        return close_fence(candidate.final)
+    if kind in SHORT_KINDS:
+        return _with_answer_stated(candidate.final, checks)
+    return candidate.final
 
 
 def _with_answer_stated(text: str, checks: Checks) -> str:
