@@ -155,6 +155,7 @@ async def test_a_generation_error_is_recorded_as_a_failure_and_the_run_goes_on(
     )
     assert len(records) == 4
     assert all(not r.passed and "can never fit" in (r.error or "") for r in records)
+    assert all(r.candidates_passed == [] for r in records)  # a miss in the report's "any candidate" too
 
 
 async def test_settings_sweep_and_seeded_samples(tmp_path: Path, problems: list) -> None:

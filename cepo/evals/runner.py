@@ -212,6 +212,7 @@ class _Runner:
             **self._identity(job),
             answer="",
             passed=False,
+            candidates_passed=[],  # no candidates, and none passed: the report counts it as a miss
             detail="the method failed",
             error=str(error),
             prompt_tokens=0,
