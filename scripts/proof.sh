@@ -7,7 +7,9 @@
 #   scripts/proof.sh [OUT]      # OUT defaults to runs/proof
 #
 # cepo on letters checks the program each execution writes (rating_type: execution): counting is where a
-# 135M model needs to run code. CRUXEVAL points at the 400-problem development file beside the repository.
+# 135M model needs to run code. On HumanEval cepo also runs with one candidate (bestofn_n: 1), so its
+# accuracy-against-compute curve has two points. CRUXEVAL points at the 400-problem development file
+# beside the repository.
 set -euo pipefail
 
 out=${1:-runs/proof}
@@ -16,6 +18,7 @@ cepo=.venv/bin/cepo
 mkdir -p "$out"
 printf 'sample:\n  temperature: 0\n' >"$out/greedy.yaml"
 printf 'rating_type: execution\n' >"$out/execution.yaml"
+printf 'bestofn_n: 1\n' >"$out/one-candidate.yaml"
 
 run() {  # dataset, then cepo eval's other arguments
     local dataset=$1
@@ -40,10 +43,13 @@ for dataset in humaneval cruxeval-o letters; do
 done
 for dataset in humaneval letters cruxeval-o; do
     pick "$dataset"
-    if [ "$dataset" = letters ]; then
-        run "$dataset" "${problems[@]}" --methods cepo --config "$out/execution.yaml" --concurrency 6
-    else
-        run "$dataset" "${problems[@]}" --methods cepo --concurrency 6
-    fi
+    case $dataset in
+    letters) run "$dataset" "${problems[@]}" --methods cepo --config "$out/execution.yaml" --concurrency 6 ;;
+    humaneval)
+        run "$dataset" --methods cepo --concurrency 6
+        run "$dataset" --methods cepo --config "$out/one-candidate.yaml" --concurrency 6
+        ;;
+    *) run "$dataset" "${problems[@]}" --methods cepo --concurrency 6 ;;
+    esac
     "$cepo" eval report "$out/$dataset"
 done
