@@ -43,13 +43,13 @@ for dataset in humaneval cruxeval-o letters; do
 done
 for dataset in humaneval letters cruxeval-o; do
     pick "$dataset"
-    case $dataset in
-    letters) run "$dataset" "${problems[@]}" --methods cepo --config "$out/execution.yaml" --concurrency 6 ;;
-    humaneval)
-        run "$dataset" --methods cepo --concurrency 6
+    if [ "$dataset" = letters ]; then
+        run "$dataset" "${problems[@]}" --methods cepo --config "$out/execution.yaml" --concurrency 6
+    else
+        run "$dataset" "${problems[@]}" --methods cepo --concurrency 6
+    fi
+    if [ "$dataset" = humaneval ]; then
         run "$dataset" --methods cepo --config "$out/one-candidate.yaml" --concurrency 6
-        ;;
-    *) run "$dataset" "${problems[@]}" --methods cepo --concurrency 6 ;;
-    esac
+    fi
     "$cepo" eval report "$out/$dataset"
 done
