@@ -11,8 +11,8 @@ import httpx
 import uvicorn
 
 from cepo.backends.base import Backend
+from cepo.cli.serve import bind
 from cepo.server.app import create_app
-from cepo.server.cli import bind
 from cepo.server.settings import ServerSettings
 
 

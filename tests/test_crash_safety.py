@@ -75,7 +75,7 @@ def eval_command(server: GatedServer, out: Path, config: Path) -> list[str]:
         str(CONCURRENCY),
         "--base-url",
         server.base_url,
-        "--api-key",
+        "--api-key-upstream",
         "unused",
         "--out",
         str(out),

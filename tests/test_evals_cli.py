@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from cepo.backends import Message
-from cepo.config import ConfigError
-from cepo.evals.cli import eval_group
-from cepo.events import MethodResult, StageUsage
+from cepo.cli.evaluate import eval_group
+from cepo.methods.events import MethodResult, StageUsage
+from cepo.methods.settings import ConfigError
 
 
 class FakeBackend:
@@ -39,8 +39,8 @@ def solved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             seconds=0.5,
         )
 
-    monkeypatch.setattr("cepo.evals.cli.open_backend", lambda **_: FakeBackend())
-    monkeypatch.setattr("cepo.evals.cli.solve", solve)
+    monkeypatch.setattr("cepo.cli.options.open_backend", lambda **_: FakeBackend())
+    monkeypatch.setattr("cepo.cli.evaluate.solve", solve)
     return calls
 
 
@@ -53,17 +53,20 @@ def test_eval_runs_resumes_and_reports(tmp_path: Path, solved: list[str]) -> Non
 
     first = CliRunner().invoke(eval_group, args)
     assert first.exit_code == 0, first.output
-    assert len(solved) == 3 * 2 * 2
+    assert len(solved) == 3 * (2 + 1)  # cepo in both settings; plain, which has no bestofn_n, once
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert {(row["method"], row["settings"]["bestofn_n"]) for row in rows} == {
-        (method, n) for method in ("plain", "cepo") for n in (2, 4)
+    assert {(row["method"], row["settings"].get("bestofn_n")) for row in rows} == {
+        ("cepo", 2),
+        ("cepo", 4),
+        ("plain", None),
     }
     assert "| fake-model | cepo (bestofn_n=4) | 3 |" in first.output
+    assert "| fake-model | plain | 3 |" in first.output
     assert (out / "letters-accuracy-vs-tokens.png").stat().st_size > 0
 
     again = CliRunner().invoke(eval_group, args)
     assert again.exit_code == 0, again.output
-    assert len(solved) == 12  # nothing left to run
+    assert len(solved) == 9  # nothing left to run
 
     report = CliRunner().invoke(eval_group, ["report", str(out)])
     assert report.exit_code == 0, report.output
@@ -79,7 +82,7 @@ def test_threads_go_to_the_embedded_engine(
         opened.append(options)
         return FakeBackend()
 
-    monkeypatch.setattr("cepo.evals.cli.open_backend", open_backend)
+    monkeypatch.setattr("cepo.cli.options.open_backend", open_backend)
     args = ["--dataset", "letters", "--limit", "1", "--methods", "plain", "--threads", "1"]
     result = CliRunner().invoke(eval_group, [*args, "--out", str(tmp_path)])
 

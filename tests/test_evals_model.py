@@ -10,10 +10,10 @@ import pytest
 from test_methods_model import SMALL
 
 from cepo.backends.llama import LlamaEngine
+from cepo.evals.harness import EvalPlan, run_eval
 from cepo.evals.humaneval import HumanEval
 from cepo.evals.report import write_report
 from cepo.evals.results import ResultsFile
-from cepo.evals.runner import EvalPlan, run_eval
 from cepo.methods import solve
 
 pytestmark = pytest.mark.model

@@ -1,12 +1,13 @@
 """The results file: durable appends, resume keys, and a last line cut short by an interruption."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from cepo.errors import CepoError
-from cepo.evals import results
 from cepo.evals.results import Record, ResultsFile, settings_hash, settings_label
+from cepo.methods import METHODS
 
 
 def record(problem: str, passed: bool = True, settings: dict | None = None, tokens: int = 100) -> Record:
@@ -91,7 +92,8 @@ def test_settings_hash_separates_configurations_and_models() -> None:
 
 def test_settings_hash_tells_versions_of_a_method_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     before = {method: settings_hash({"bestofn_n": 2}, "m", method) for method in ("plain", "cepo")}
-    monkeypatch.setitem(results.METHOD_VERSIONS, "cepo", results.METHOD_VERSIONS["cepo"] + 1)
+    cepo = METHODS["cepo"]
+    monkeypatch.setitem(METHODS, "cepo", dataclasses.replace(cepo, version=cepo.version + 1))
     assert settings_hash({"bestofn_n": 2}, "m", "cepo") != before["cepo"]
     assert settings_hash({"bestofn_n": 2}, "m", "plain") == before["plain"]  # its results still resume
 

@@ -23,16 +23,16 @@ from test_methods_cepo import (
 )
 
 from cepo.backends.base import GenerationStream, Prompt, Sampling, TokenEvent
+from cepo.cli.live import LiveView
 from cepo.errors import BackendTimeout, BackendUnavailable, CepoError, GenerationError
-from cepo.events import (
+from cepo.methods import METHODS, run, solve
+from cepo.methods.events import (
     CandidateFailed,
     CandidateScored,
     Finished,
     StageEnded,
     StageStarted,
 )
-from cepo.live import LiveView
-from cepo.methods import run, solve
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -143,7 +143,7 @@ async def test_samples_come_from_one_request_so_its_failure_fails_the_run(method
 
 async def test_the_live_view_shows_a_failed_candidate_and_why() -> None:
     backend = FailingBackend(answers_by_candidate(ANSWERS), rf"Answer: 4[\s\S]*{REFINE}", LOST)
-    view = LiveView(QUESTION, "cepo")
+    view = LiveView(QUESTION, METHODS["cepo"])
     async for event in run("cepo", backend, QUESTION, SMALL):
         view.update(event)
     console = Console(width=200, record=True)

@@ -8,9 +8,10 @@ import pytest
 from scripted_backend import ScriptedBackend
 from test_methods_cepo import EXECUTE, FINAL, PLAN, RATE, REFINE, SMALL, assert_accounting
 
-from cepo.config import ConfigError
 from cepo.errors import CepoError, GenerationError
-from cepo.events import (
+from cepo.methods import METHODS, run, solve
+from cepo.methods.context import _covered
+from cepo.methods.events import (
     BranchEnded,
     BranchToken,
     CandidateScored,
@@ -19,8 +20,7 @@ from cepo.events import (
     StageEnded,
     StageStarted,
 )
-from cepo.methods import METHODS, run, solve
-from cepo.methods.context import _covered
+from cepo.methods.settings import ConfigError
 
 QUESTION = "What is 6 * 7?"
 

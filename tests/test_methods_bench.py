@@ -11,7 +11,6 @@ from rich.progress import Progress
 from scripted_backend import ScriptedBackend, prompt_text
 from test_methods_cepo import EXECUTE, FINAL, PLAN, REFINE
 
-from cepo.bench import method as method_module
 from cepo.bench.method import (
     SEQUENTIAL,
     WARM_UP,
@@ -19,10 +18,10 @@ from cepo.bench.method import (
     MethodFigures,
     bench_methods,
     interpolate,
-    method_command,
     method_table,
 )
-from cepo.config import CepoConfig
+from cepo.cli import options
+from cepo.cli.bench import bench
 
 SCRIPT = [(PLAN, "1. Count. (high)"), (EXECUTE, "Answer: 3"), (REFINE, "Answer: 3"), (FINAL, "3")]
 QUESTIONS = ["How many r's in strawberry?", "How many r's in error?"]
@@ -31,9 +30,7 @@ QUESTIONS = ["How many r's in strawberry?", "How many r's in error?"]
 async def test_the_figures_add_up_over_questions_and_runs() -> None:
     backend = ScriptedBackend(SCRIPT)
     with Progress(disable=True) as progress:
-        figures = await bench_methods(
-            backend, ["cepo", SEQUENTIAL], QUESTIONS, CepoConfig(), runs=2, progress=progress
-        )
+        figures = await bench_methods(backend, ["cepo", SEQUENTIAL], QUESTIONS, {}, runs=2, progress=progress)
 
     cepo, sequential = figures.methods
     assert (cepo.method, cepo.runs, cepo.answers) == ("cepo", 4, ["3"] * 4)
@@ -71,9 +68,9 @@ def test_engine_utilization_compares_with_the_engine_at_the_same_width() -> None
 
 
 def test_the_command_prints_a_table_and_writes_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(method_module, "open_backend", lambda **_: ScriptedBackend(SCRIPT))
+    monkeypatch.setattr(options, "open_backend", lambda **_: ScriptedBackend(SCRIPT))
     path = tmp_path / "bench.json"
-    outcome = CliRunner().invoke(method_command, ["--question", QUESTIONS[0], "--json", str(path)])
+    outcome = CliRunner().invoke(bench, ["method", "--question", QUESTIONS[0], "--json", str(path)])
 
     assert outcome.exit_code == 0, outcome.output
     figures = json.loads(path.read_text())

@@ -8,9 +8,9 @@ import pytest
 from scripted_backend import ScriptedBackend
 
 from cepo.checks import extract_answer
-from cepo.events import MethodResult
 from cepo.methods import prompts, solve
 from cepo.methods.cepo_method import CODE_END
+from cepo.methods.events import MethodResult
 
 PLAN = re.escape(prompts.PLAN)
 EXECUTE = re.escape(prompts.EXECUTE)

@@ -10,11 +10,10 @@ from rich.console import Console
 from scripted_backend import ScriptedBackend
 from test_methods_cepo import EXECUTE, FINAL, PLAN, REFINE
 
-from cepo import chat as chat_module
-from cepo.cli import main
-from cepo.events import MethodResult
-from cepo.live import LiveView
-from cepo.methods import run
+from cepo.cli import main, options
+from cepo.cli.live import LiveView
+from cepo.methods import METHODS, run
+from cepo.methods.events import MethodResult
 
 QUESTION = "What is 6 * 7?"
 SCRIPT = [(PLAN, "1. Multiply. (high)"), (EXECUTE, "Answer: 42"), (REFINE, "Answer: 42"), (FINAL, "42")]
@@ -23,7 +22,7 @@ SCRIPT = [(PLAN, "1. Multiply. (high)"), (EXECUTE, "Answer: 42"), (REFINE, "Answ
 @pytest.fixture
 def backend(monkeypatch: pytest.MonkeyPatch) -> ScriptedBackend:
     scripted = ScriptedBackend(SCRIPT)
-    monkeypatch.setattr(chat_module, "open_backend", lambda **_: scripted)
+    monkeypatch.setattr(options, "open_backend", lambda **_: scripted)
     return scripted
 
 
@@ -60,14 +59,14 @@ def test_a_bad_config_file_is_one_line_with_a_hint(backend: ScriptedBackend, tmp
 
 
 async def test_the_view_shows_each_candidates_branches_and_scores() -> None:
-    view, backend = LiveView(QUESTION, "cepo"), ScriptedBackend(SCRIPT)
+    view, backend = LiveView(QUESTION, METHODS["cepo"]), ScriptedBackend(SCRIPT)
     async for event in run("cepo", backend, QUESTION, {"bestofn_n": 2}):
         view.update(event)
     console = Console(width=120, record=True)
     console.print(view)
     shown = console.export_text()
     assert "candidate 1 (chosen)" in shown and "candidate 2" in shown
-    assert "plan 3 done, 3 tok" in shown and "checks and scores" in shown
+    assert "Plan 3 done, 3 tok" in shown and "checks and scores" in shown
     assert view.result is not None and view.tokens == backend.produced_tokens
 
 
@@ -75,7 +74,7 @@ def test_without_a_question_chat_is_a_session_that_keeps_the_conversation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scripted = ScriptedBackend([(r"6 \* 7", "42"), (r"times two", "84")])
-    monkeypatch.setattr(chat_module, "open_backend", lambda **_: scripted)
+    monkeypatch.setattr(options, "open_backend", lambda **_: scripted)
     outcome = CliRunner().invoke(
         main, ["chat", "--method", "plain", "--quiet"], input="What is 6 * 7?\n\nAnd times two?\nexit\n"
     )

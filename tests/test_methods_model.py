@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from cepo.backends.llama import LlamaEngine
-from cepo.events import BranchEnded, Event, Finished, MethodResult, StageStarted
 from cepo.methods import run
+from cepo.methods.events import BranchEnded, Event, Finished, MethodResult, StageStarted
 
 pytestmark = pytest.mark.model
 

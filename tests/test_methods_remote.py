@@ -8,8 +8,8 @@ import pytest
 from fake_openai_server import MODEL, FakeOpenAIServer, running_server
 
 from cepo.backends.remote import RemoteBackend
-from cepo.events import BranchEnded, Finished
 from cepo.methods import prompts, run
+from cepo.methods.events import BranchEnded, Finished
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -59,7 +59,7 @@ def test_serve_with_a_bad_config_file_names_the_setting(tmp_path: Path) -> None:
 
 
 def test_serve_passes_its_limits_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cepo.server import cli as server_cli
+    from cepo.cli import serve as server_cli
 
     served: list[ServerSettings] = []
 

@@ -14,7 +14,7 @@ from fake_openai_server import MODEL, FakeOpenAIServer, running_server
 from live_server import live_server
 
 from cepo.backends.remote import RemoteBackend
-from cepo.server.cli import BackendChoice
+from cepo.cli.serve import BackendChoice
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

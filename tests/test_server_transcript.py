@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from cepo.checks import Checks
-from cepo.events import BranchEnded, BranchToken, Candidate, CandidateScored, MethodResult, Score
+from cepo.methods import METHODS
+from cepo.methods.events import BranchEnded, BranchToken, Candidate, CandidateScored, MethodResult, Score
 from cepo.server.transcript import Transcript
 
 
@@ -24,7 +25,7 @@ def result(chosen: int, agreed: bool) -> MethodResult:
 
 
 def test_the_first_branch_goes_out_live_and_the_others_wait_whole() -> None:
-    transcript = Transcript()
+    transcript = Transcript(METHODS["cepo"])
     written = [
         transcript.feed(event)
         for event in [
@@ -54,7 +55,7 @@ def test_the_first_branch_goes_out_live_and_the_others_wait_whole() -> None:
 
 
 def test_notes_wait_for_the_live_branch_and_the_choice_closes_the_transcript() -> None:
-    transcript = Transcript()
+    transcript = Transcript(METHODS["cepo"])
     score = CandidateScored(candidate=1, answer="3", score=Score(votes=2, rating=7.0))
     assert transcript.feed(token(0, "Rate", stage="rate", candidate=0)) == "[Rating · candidate 1]\nRate"
     assert transcript.feed(score) == ""
@@ -67,7 +68,7 @@ def test_notes_wait_for_the_live_branch_and_the_choice_closes_the_transcript() -
 
 
 def test_finish_writes_what_still_waits_and_says_when_all_agreed() -> None:
-    transcript = Transcript()
+    transcript = Transcript(METHODS["cepo"])
     transcript.feed(token(0, "A"))
     transcript.feed(token(1, "B"))
     transcript.feed(ended(1, reason="cancelled"))
@@ -78,4 +79,7 @@ def test_finish_writes_what_still_waits_and_says_when_all_agreed() -> None:
 
 
 def test_a_branch_without_a_candidate_is_headed_by_its_stage() -> None:
-    assert Transcript().feed(token(0, "1.", stage="approaches", candidate=None)) == "[Approaches]\n1."
+    assert (
+        Transcript(METHODS["cepo"]).feed(token(0, "1.", stage="approaches", candidate=None))
+        == "[Approaches]\n1."
+    )

@@ -10,8 +10,8 @@ import pytest
 
 from cepo.backends.base import Sampling
 from cepo.backends.llama import EngineConfig, LlamaEngine
+from cepo.backends.model_files import check_model_file
 from cepo.backends.weights import _file_type, cpu_weights
-from cepo.models import check_model_file
 
 
 @pytest.fixture

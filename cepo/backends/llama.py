@@ -39,10 +39,10 @@ from cepo.backends.base import (
     TokenEvent,
 )
 from cepo.backends.kvcache import KVCache
+from cepo.backends.model_files import check_model_file
 from cepo.backends.stops import StopMatcher
 from cepo.backends.weights import cpu_weights
 from cepo.errors import GenerationError, ModelError
-from cepo.models import check_model_file
 
 
 class EngineConfig(BaseModel):

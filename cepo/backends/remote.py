@@ -43,6 +43,7 @@ from cepo.backends.base import (
     TokenEvent,
 )
 from cepo.errors import BackendTimeout, BackendUnavailable, CepoError, GenerationError
+from cepo.tasks import TaskSet, detach
 
 # Local servers mostly ignore the key, but the client insists on one.
 _NO_API_KEY = "not-needed"
@@ -69,14 +70,11 @@ class RemoteBackend(Backend):
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or _NO_API_KEY, timeout=timeout, max_retries=max_retries
         )
-        self._running: set[asyncio.Task[None]] = set()  # the event loop only keeps weak references
 
     def stream(self, prompt: Prompt, n: int = 1, sampling: Sampling | None = None) -> GenerationStream:
-        request = _Request(self, prompt, sampling or Sampling(), n)
-        task = asyncio.get_running_loop().create_task(request.run())
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-        return request.stream
+        call = _UpstreamCall(self, prompt, sampling or Sampling(), n)
+        detach(call.run())
+        return call.stream
 
     async def list_models(self) -> list[str]:
         """The ids of the models the server offers."""
@@ -238,7 +236,7 @@ class _BranchState:
     ended: bool = False
 
 
-class _Request:
+class _UpstreamCall:
     """One call to `stream`: the HTTP streams serving its branches, and their cancellation."""
 
     def __init__(self, backend: RemoteBackend, prompt: Prompt, sampling: Sampling, n: int) -> None:
@@ -288,20 +286,14 @@ class _Request:
 
     async def _serve(self, groups: list[list[int]]) -> None:
         """Run one HTTP stream per group of branches at once; the first failure cancels the others."""
-        tasks = {asyncio.create_task(self._http_stream(group)): group for group in groups}
+        streams = TaskSet()
+        tasks = {streams.spawn(self._http_stream(group)): group for group in groups}
         self._http_streams.update(tasks)
         try:
-            if tasks:
-                _, unfinished = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in unfinished:
-                    task.cancel()
-                await asyncio.gather(*unfinished, return_exceptions=True)
+            await streams.join()
         finally:
             for task in tasks:
                 del self._http_streams[task]
-        failures = [task.exception() for task in tasks if not task.cancelled() and task.exception()]
-        if failures:
-            raise failures[0]  # type: ignore[misc]
 
     async def _http_stream(self, group: list[int]) -> None:
         """Forward one HTTP stream's deltas to the branches in `group` (its choice i feeds group[i])."""

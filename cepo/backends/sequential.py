@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 
 from cepo.backends.base import Backend, Branch, BranchEnd, GenerationStream, Prompt, Sampling, TokenEvent
+from cepo.tasks import detach
 
 
 class SequentialBackend(Backend):
@@ -18,16 +19,13 @@ class SequentialBackend(Backend):
         self.inner = inner
         self.model = inner.model
         self._turn: asyncio.Lock | None = None  # made on first use, inside the caller's event loop
-        self._relays: set[asyncio.Task[None]] = set()
 
     def stream(self, prompt: Prompt, n: int = 1, sampling: Sampling | None = None) -> GenerationStream:
         sampling = sampling or Sampling()
         if self._turn is None:
             self._turn = asyncio.Lock()
         relay = _Relay(self.inner, self._turn, prompt, n, sampling)
-        task = asyncio.get_running_loop().create_task(relay.run())
-        self._relays.add(task)
-        task.add_done_callback(self._relays.discard)
+        detach(relay.run())
         return relay.out
 
     async def aclose(self) -> None:

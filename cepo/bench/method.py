@@ -13,27 +13,22 @@ Two ratios sum it up:
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import click
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from cepo.backends import Backend, open_backend
+from cepo.backends import Backend
 from cepo.backends.llama import LlamaEngine
 from cepo.backends.sequential import SequentialBackend
 from cepo.bench.engine import BRANCHES, aggregate
-from cepo.config import CepoConfig, StepConfig
-from cepo.events import BranchToken, Finished, MethodResult
-from cepo.methods import METHODS, run, solve
+from cepo.methods import configure, get_method, run, solve
+from cepo.methods.events import BranchToken, Finished, MethodResult
+from cepo.methods.settings import Options, RunSettings
 
 QUESTIONS = (
     'How many times does the letter "r" appear in the word "strawberry"?',
@@ -145,9 +140,10 @@ def interpolate(curve: dict[int, float], x: float) -> float:
 
 
 async def bench_run(
-    backend: Backend, method: str, question: str, config: CepoConfig, bench: MethodBench
+    backend: Backend, method: str, question: str, options: Options, bench: MethodBench
 ) -> None:
     """One timed run of `method` on `question`, after `warm_up`, added to `bench`."""
+    config = configure(get_method(method), options)
     await warm_up(backend, method, config)
     engine = backend.inner if isinstance(backend, SequentialBackend) else backend
     before = engine.load() if isinstance(engine, LlamaEngine) else None
@@ -161,14 +157,14 @@ async def bench_run(
     bench.add(result, first if first is not None else result.seconds, branch_s)
 
 
-async def warm_up(backend: Backend, method: str, config: CepoConfig) -> None:
+async def warm_up(backend: Backend, method: str, config: RunSettings) -> None:
     """Start a run from what a running server holds, not from an empty engine nor from another method's
     run of the same question: forget every cached prefix, then run the method on another question with
     one-token steps, which leaves the prompts' shared beginnings (chat template, instructions) cached."""
     engine = backend.inner if isinstance(backend, SequentialBackend) else backend
     if isinstance(engine, LlamaEngine):
         engine.clear_cache()
-    steps = {name: {"max_tokens": 1} for name, value in config if isinstance(value, StepConfig)}
+    steps = {name: {"max_tokens": 1} for name in config.steps()}
     await solve(method, backend, WARM_UP, config.merged({**steps, "seed": 0}))
 
 
@@ -176,19 +172,20 @@ async def bench_methods(
     backend: Backend,
     methods: list[str],
     questions: list[str],
-    config: CepoConfig,
+    options: Options,
     runs: int,
     progress: Progress,
 ) -> MethodFigures:
     """Every method on every question `runs` times. Methods take turns on each question, so a slow
     spell of a shared machine hits them alike; run r uses seed r, so they see the same seeds."""
     benches = {method: MethodBench(method) for method in methods}
-    figures = MethodFigures(backend.model, questions, config.model_dump(), list(benches.values()))
+    figures = MethodFigures(backend.model, questions, options, list(benches.values()))
     sequential = SequentialBackend(backend)
     task = progress.add_task("methods", total=len(methods) * len(questions) * runs)
     for question in questions:
         for index in range(runs):
-            seeded = config.merged({"seed": index if config.seed is None else config.seed + index})
+            base = options.get("seed")
+            seeded = {**options, "seed": index if base is None else base + index}
             for method, bench in benches.items():
                 progress.update(task, description=method)
                 if method == SEQUENTIAL:
@@ -242,60 +239,3 @@ def summary(figures: MethodFigures) -> str:
             f"{figures.engine_at_cepo_width:.1f} tok/s at {cepo.live_branches:.1f} branches)"
         )
     return "\n".join(lines)
-
-
-@click.command("method")
-@click.option(
-    "--method",
-    "methods",
-    multiple=True,
-    type=click.Choice([*METHODS, SEQUENTIAL]),
-    help=f"default: plain, cepo, {SEQUENTIAL}",
-)
-@click.option("--question", "questions", multiple=True, help="default: a letter count and a code question")
-@click.option(
-    "--model", default=None, help="a GGUF file (default: SmolLM2-135M); with --base-url, a model name"
-)
-@click.option("--base-url", default=None, help="an OpenAI-compatible server instead of the embedded engine")
-@click.option("--api-key", default=None, envvar="CEPO_API_KEY")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML method settings")
-@click.option("--runs", default=1, show_default=True, help="runs per question and method (seeds 0, 1, ...)")
-@click.option(
-    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="write the figures here"
-)
-def method_command(
-    methods: tuple[str, ...],
-    questions: tuple[str, ...],
-    model: str | None,
-    base_url: str | None,
-    api_key: str | None,
-    config_path: Path | None,
-    runs: int,
-    json_path: Path | None,
-) -> None:
-    """Time methods end to end, cepo against cepo with every call made one after another.
-
-    \b
-    Example:
-      cepo bench method --json bench-method.json
-      cepo bench method --method plain --method cepo --question "What is 17 * 23?" --runs 3
-    """
-    config = CepoConfig.from_yaml(config_path) if config_path else CepoConfig()
-    backend = open_backend(model=model, base_url=base_url, api_key=api_key)
-    chosen = list(methods or ("plain", "cepo", SEQUENTIAL))
-
-    async def measure(progress: Progress) -> MethodFigures:
-        try:
-            return await bench_methods(backend, chosen, list(questions or QUESTIONS), config, runs, progress)
-        finally:
-            await backend.aclose()
-
-    console = Console()
-    with Progress(console=console, transient=True) as progress:
-        figures = asyncio.run(measure(progress))
-    console.print(method_table(figures))
-    if text := summary(figures):
-        console.print(text)
-    if json_path:
-        json_path.write_text(json.dumps(figures.to_json(), indent=2))
-        console.print(f"figures written to {json_path}")

@@ -1,1 +1,1 @@
-"""The evaluation harness: datasets, a resumable runner, and the accuracy-against-compute report."""
+"""The evaluation harness: datasets, a resumable harness, and the accuracy-against-compute report."""

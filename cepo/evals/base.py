@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from cepo.backends import Message
 from cepo.checks.examples import Example
-from cepo.config import TaskSetting
 from cepo.errors import CepoError
+from cepo.methods.settings import TaskSetting
 
 BadLinePolicy = Literal["skip", "stop"]
 
@@ -28,7 +28,7 @@ class Problem(BaseModel):
     tests: list[Example] = []  # public examples the method may run; never the tests that score it
 
 
-class Score(BaseModel):
+class Verdict(BaseModel):
     """Whether an answer passed, and a short reason a person can read when it did not."""
 
     passed: bool
@@ -56,5 +56,5 @@ class Dataset(ABC):
         """Read (or generate) every problem; bad lines are skipped or raise BadDataError, by policy."""
 
     @abstractmethod
-    async def score(self, problem: Problem, answer: str) -> Score:
+    async def score(self, problem: Problem, answer: str) -> Verdict:
         """Score the method's final answer to `problem` (loaded by this dataset)."""

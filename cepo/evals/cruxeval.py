@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from cepo.evals.base import BadLinePolicy, Dataset, Loaded, Problem, Score
+from cepo.evals.base import BadLinePolicy, Dataset, Loaded, Problem, Verdict
 from cepo.evals.execution import run_check
 from cepo.evals.jsonl import read_problems
 from cepo.sandbox import Limits
@@ -124,15 +124,15 @@ class CruxEval(Dataset):
         question = prompt.format(code=row.code, input=row.input, output=row.output)
         return CruxProblem(messages=[{"role": "user", "content": question}], **row.model_dump())
 
-    async def score(self, problem: Problem, answer: str) -> Score:
+    async def score(self, problem: Problem, answer: str) -> Verdict:
         assert isinstance(problem, CruxProblem)
         prediction = extract_prediction(answer, self.mode)
         if not prediction:
-            return Score(passed=False, detail="no prediction found")
+            return Verdict(passed=False, detail="no prediction found")
         if self.mode == "output" and _calls_f(prediction):
-            return Score(passed=False, detail="the predicted output calls f")
+            return Verdict(passed=False, detail="the predicted output calls f")
         if self.mode == "input" and not _is_call_of_f(prediction):
-            return Score(passed=False, detail="the predicted input is not a call of f")
+            return Verdict(passed=False, detail="the predicted input is not a call of f")
         return await run_check(f"{problem.code}\nassert {problem.output} == {prediction}", LIMITS)
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from cepo.checks.code import extract_code, parses, without_main_block
 from cepo.checks.examples import examples_in
-from cepo.evals.base import BadLinePolicy, Dataset, Loaded, Problem, Score
+from cepo.evals.base import BadLinePolicy, Dataset, Loaded, Problem, Verdict
 from cepo.evals.execution import run_check
 from cepo.evals.jsonl import read_problems
 from cepo.sandbox import Limits
@@ -54,7 +54,7 @@ class HumanEval(Dataset):
 
         return Loaded(problems=[_problem(row) for row in read_bundled().values()])
 
-    async def score(self, problem: Problem, answer: str) -> Score:
+    async def score(self, problem: Problem, answer: str) -> Verdict:
         assert isinstance(problem, HumanEvalProblem)
         program = completed_program(problem, answer)
         if parses(program):  # run as a script, a `__main__` block would run; the benchmark imports instead

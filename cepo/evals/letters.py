@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cepo.checks.answers import extract_answer
 from cepo.errors import CepoError
-from cepo.evals.base import BadLinePolicy, Dataset, Loaded, Problem, Score
+from cepo.evals.base import BadLinePolicy, Dataset, Loaded, Problem, Verdict
 
 SEED = 20240917
 COUNT = 400
@@ -111,12 +111,12 @@ class Letters(Dataset):
         rng = random.Random(SEED)
         return Loaded(problems=[_problem(index, rng) for index in range(COUNT)])
 
-    async def score(self, problem: Problem, answer: str) -> Score:
+    async def score(self, problem: Problem, answer: str) -> Verdict:
         assert isinstance(problem, LettersProblem)
         predicted = extract_answer(answer, "number")
         if predicted == str(problem.count):
-            return Score(passed=True)
-        return Score(passed=False, detail=f"answered {predicted}, expected {problem.count}")
+            return Verdict(passed=True)
+        return Verdict(passed=False, detail=f"answered {predicted}, expected {problem.count}")
 
 
 def _problem(index: int, rng: random.Random) -> LettersProblem:

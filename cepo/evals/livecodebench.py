@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from cepo.checks.code import extract_code, parses, without_main_block
 from cepo.checks.examples import Example, failure
-from cepo.evals.base import BadLinePolicy, Dataset, Loaded, Problem, Score
+from cepo.evals.base import BadLinePolicy, Dataset, Loaded, Problem, Verdict
 from cepo.evals.execution import run_check
 from cepo.evals.jsonl import read_problems
 from cepo.sandbox import Limits, run_code_async
@@ -116,11 +116,11 @@ class LiveCodeBench(Dataset):
         assert path is not None
         return read_problems(path, _problem, on_bad_line)
 
-    async def score(self, problem: Problem, answer: str) -> Score:
+    async def score(self, problem: Problem, answer: str) -> Verdict:
         assert isinstance(problem, LiveCodeProblem)
         code = extract_code(answer, [problem.func_name] if problem.func_name else [])
         if code is None:
-            return Score(passed=False, detail="no code in the answer")
+            return Verdict(passed=False, detail="no code in the answer")
         if problem.kind == "functional":
             if parses(code):  # the harness calls the function; a `__main__` block would wait on stdin
                 code = without_main_block(code)
@@ -209,14 +209,14 @@ def _public_test(test: Test, func_name: str | None) -> Example:
     return Example(kind="call", input=call, output=repr(expected))
 
 
-async def _score_functional(problem: LiveCodeProblem, code: str) -> Score:
+async def _score_functional(problem: LiveCodeProblem, code: str) -> Verdict:
     tests = json.dumps(_functional_arguments(problem.all_tests))
     seconds = min(TEST_SECONDS * len(problem.all_tests), MAX_FUNCTIONAL_SECONDS)
     harness = FUNCTIONAL_HARNESS.format(tests=tests, name=problem.func_name)
     return await run_check(code + harness, Limits(cpu_s=seconds, wall_s=2 * seconds))
 
 
-async def _score_stdin(problem: LiveCodeProblem, code: str) -> Score:
+async def _score_stdin(problem: LiveCodeProblem, code: str) -> Verdict:
     for number, test in enumerate(problem.all_tests, 1):
         # Room for the expected output (some problems print megabytes) and a little more, not unbounded.
         output_bytes = max(Limits().output_bytes, 2 * len(test.output.encode()) + 4096)
@@ -224,12 +224,12 @@ async def _score_stdin(problem: LiveCodeProblem, code: str) -> Score:
         result = await run_code_async(code, stdin=test.input, limits=limits)
         where = f"test {number} of {len(problem.all_tests)}"
         if result.truncated:
-            return Score(passed=False, detail=f"{where}: printed more than {output_bytes} bytes")
+            return Verdict(passed=False, detail=f"{where}: printed more than {output_bytes} bytes")
         if not result.ok:
-            return Score(passed=False, detail=f"{where}: {failure(result)}")
+            return Verdict(passed=False, detail=f"{where}: {failure(result)}")
         if not outputs_match(result.stdout, test.output):
-            return Score(passed=False, detail=f"{where}: wrong answer {result.stdout.strip()[:200]!r}")
-    return Score(passed=True)
+            return Verdict(passed=False, detail=f"{where}: wrong answer {result.stdout.strip()[:200]!r}")
+    return Verdict(passed=True)
 
 
 def outputs_match(got: str, expected: str) -> bool:

@@ -19,7 +19,7 @@ from cepo.evals.results import Record
 
 
 class RichProgress:
-    """Implements the runner's Progress; use it as a context manager around the run."""
+    """Implements the harness's Progress; use it as a context manager around the run."""
 
     def __init__(self, console: Console | None = None) -> None:
         self._bars = Progress(

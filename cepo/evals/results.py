@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel, ValidationError
 
 from cepo.errors import CepoError
-from cepo.methods import METHOD_VERSIONS
+from cepo.methods import get_method
 
 RESULTS_NAME = "results.jsonl"
 
@@ -62,10 +62,10 @@ class Record(BaseModel):
 
 def settings_hash(config: dict[str, Any], model: str, method: str) -> str:
     """Identifies how `method` ran: a rerun with the same configuration resumes, a different one runs anew.
-    `config` is the whole configuration, defaults included, so a changed default is a different
-    configuration, and so is another version of the method."""
+    `config` is the method's own settings, defaults included, so a changed default of this method is a
+    different configuration (another method's is not), and so is another version of the method."""
     canonical = json.dumps(
-        {"config": config, "model": model, "methods_version": METHOD_VERSIONS[method]},
+        {"config": config, "model": model, "methods_version": get_method(method).version},
         sort_keys=True,
         default=str,
     )

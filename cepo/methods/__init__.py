@@ -1,43 +1,38 @@
 """The reasoning methods, behind one entry point.
 
-`run(method, backend, messages)` streams a run's events (cepo.events), the last one `Finished` with the
-whole result; `solve(...)` returns just the result. The CLI, the server and the eval harness call these.
+`run(method, backend, messages)` streams a run's events (cepo.methods.events), the last one `Finished`
+with the whole result; `solve(...)` returns just the result. The CLI, the server and the eval harness
+call these. Each method is one `Method` declaration (cepo.methods.method), in its own file.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cepo.backends.base import Backend, Message
 from cepo.checks import Example, classify, examples_in, unique
-from cepo.config import CepoConfig
 from cepo.errors import CepoError
-from cepo.events import Event, Finished, MethodResult
-from cepo.methods.best_of_n import best_of_n
-from cepo.methods.cepo_method import cepo
+from cepo.methods import best_of_n, cepo_method, plain, self_consistency
 from cepo.methods.context import RunContext
-from cepo.methods.plain import plain
-from cepo.methods.self_consistency import self_consistency
+from cepo.methods.events import Event, Finished, MethodResult
+from cepo.methods.method import Method
+from cepo.methods.settings import Options, RunSettings, check_options
+from cepo.tasks import TaskSet
 
-# Bump a method's version when a change alters what it generates or how it picks an answer: eval results
-# it made before then are told apart from new ones instead of resuming as if the same method had made them.
-# Each method has its own, so a change to cepo does not throw away the baselines' results.
-# 2: cepo's code replies stop where their code block ends.
-# 3: a code answer's examples run after the question's own imports and helper definitions.
-# 4 (cepo): an empty plan's execution answers the question directly, at the plan's temperature.
-# 5 (cepo): a short answer ends by stating the answer chosen, when its program computed it or an earlier
-#   step stated it; before, the final text alone was scored.
-METHOD_VERSIONS: dict[str, int] = {"plain": 3, "self-consistency": 3, "best-of-n": 3, "cepo": 5}
+# The registry: a new method is its file, ending with its `Method(...)`, and one line here (or, from
+# outside the package, one `register` call).
+METHODS: dict[str, Method] = {}
 
-Method = Callable[[RunContext], Awaitable[MethodResult]]
-METHODS: dict[str, Method] = {
-    "plain": plain,
-    "self-consistency": self_consistency,
-    "best-of-n": best_of_n,
-    "cepo": cepo,
-}
+
+def register(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+for _module in (plain, self_consistency, best_of_n, cepo_method):
+    register(_module.METHOD)
+
 Tests = list[Example | str | tuple[str, str] | list[str] | dict[str, Any]]
 _ROLES = ("system", "user", "assistant")
 
@@ -46,16 +41,17 @@ async def run(
     method: str,
     backend: Backend,
     messages: list[Message] | str,
-    config: CepoConfig | dict[str, Any] | None = None,
+    config: RunSettings | Options | None = None,
     tests: Tests | None = None,
 ) -> AsyncIterator[Event]:
     """Run `method` on the conversation `messages` (or one question) and stream its events.
 
-    `config`: settings, or overrides of the defaults; `tests`: public test cases of a code question
-    (assert strings or (input, expected output) pairs), checked along with the question's own examples.
+    `config`: the method's settings, or options over its defaults; `tests`: public test cases of a code
+    question (assert strings or (input, expected output) pairs), checked with the question's own examples.
     Leaving the iteration early cancels the run and everything it still generates."""
     ctx = prepare(method, backend, messages, config, tests)
-    driver = asyncio.get_running_loop().create_task(_drive(METHODS[method], ctx))
+    driver = TaskSet()
+    driver.spawn(_drive(METHODS[method], ctx))
     try:
         while True:
             event = await ctx.events.get()
@@ -65,16 +61,14 @@ async def run(
             if isinstance(event, Finished):
                 return
     finally:
-        if not driver.done():
-            driver.cancel()
-            await asyncio.gather(driver, return_exceptions=True)
+        await driver.cancel()
 
 
 async def solve(
     method: str,
     backend: Backend,
     messages: list[Message] | str,
-    config: CepoConfig | dict[str, Any] | None = None,
+    config: RunSettings | Options | None = None,
     tests: Tests | None = None,
 ) -> MethodResult:
     """Run `method` to its end and return its result."""
@@ -88,25 +82,47 @@ def prepare(
     method: str,
     backend: Backend,
     messages: list[Message] | str,
-    config: CepoConfig | dict[str, Any] | None,
+    config: RunSettings | Options | None,
     tests: Tests | None,
 ) -> RunContext:
     """Check the request and gather what the run needs: settings, the kind of question, its examples."""
-    if method not in METHODS:
-        raise CepoError(f"unknown method {method!r}", hint=f"choose one of: {', '.join(METHODS)}")
+    spec = get_method(method)
     conversation = _conversation(messages)
-    if not isinstance(config, CepoConfig):
-        config = CepoConfig().merged(config)
+    if not isinstance(config, RunSettings):
+        config = configure(spec, config)
+    elif not isinstance(config, spec.settings):
+        raise CepoError(f"{type(config).__name__} are not the settings of {method}")
     given = [Example.coerce(test) for test in tests or []]
     question = conversation[-1]["content"]
     kind = classify(question, has_tests=bool(given)) if config.task == "auto" else config.task
     return RunContext(backend, config, conversation, kind, unique(given + examples_in(question)))
 
 
-async def _drive(method: Method, ctx: RunContext) -> None:
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise CepoError(f"unknown method {name!r}", hint=f"choose one of: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def configure(method: Method, options: Options | None) -> RunSettings:
+    """`method`'s settings from `options`, which may hold other methods' settings too, but nothing that
+    no method knows."""
+    return method.settings.of(check_options(options or {}, [method.settings, *_all_settings()]))
+
+
+def check_all(options: Options) -> Options:
+    """`options`, once every method has taken its settings from them (a config file's check)."""
+    return check_options(options, _all_settings())
+
+
+def _all_settings() -> list[type[RunSettings]]:
+    return [method.settings for method in METHODS.values()]
+
+
+async def _drive(method: Method, ctx: RunContext[Any]) -> None:
     """Run `method`; its result, or the error that stopped it, goes last on the event queue."""
     try:
-        ctx.emit(Finished(result=await method(ctx)))
+        ctx.emit(Finished(result=await method.run(ctx)))
     except Exception as error:
         ctx.events.put_nowait(error)
 

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from cepo.events import MethodResult
+from pydantic import Field
+
+from cepo.methods import rating
 from cepo.methods.context import RunContext
-from cepo.methods.rating import rate
-from cepo.methods.sampling import samples
+from cepo.methods.events import MethodResult
+from cepo.methods.method import Method
+from cepo.methods.sampling import STAGE, TITLES, SamplingSettings, samples
 from cepo.methods.selection import best_of
+from cepo.methods.settings import RatingType, StepConfig
 
 NAME = "best-of-n"
 
 
-async def best_of_n(ctx: RunContext) -> MethodResult:
+class BestOfNSettings(SamplingSettings):
+    rating: StepConfig = rating.STEP
+    rating_type: RatingType = Field("absolute", description="pairwise: every ordered pair; else absolute")
+
+
+async def best_of_n(ctx: RunContext[BestOfNSettings]) -> MethodResult:
     candidates = await samples(ctx)
-    await rate(ctx, candidates, "pairwise" if ctx.config.rating_type == "pairwise" else "absolute")
+    await rating.rate(ctx, candidates, "pairwise" if ctx.config.rating_type == "pairwise" else "absolute")
     return ctx.result(NAME, candidates, best_of(candidates), agreed=False)
+
+
+METHOD = Method(
+    name=NAME,
+    version=3,  # as plain's
+    run=best_of_n,
+    settings=BestOfNSettings,
+    answer_stage=STAGE,
+    answer_step="sample",
+    stage_titles={**TITLES, **rating.TITLES},
+)

@@ -22,17 +22,21 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
 
 from cepo.backends.base import Branch, Message
 from cepo.checks import SHORT_KINDS, Checks
-from cepo.config import StepConfig
 from cepo.errors import BackendError
-from cepo.events import Attempt, Candidate, MethodResult
-from cepo.methods import prompts
-from cepo.methods.context import Lane, RunContext, TaskSet
+from cepo.methods import prompts, rating
+from cepo.methods.context import Lane, RunContext
+from cepo.methods.events import Attempt, Candidate, MethodResult
+from cepo.methods.method import Method
 from cepo.methods.parsing import parse_approaches
 from cepo.methods.selection import choose
+from cepo.methods.settings import RatingType, RunSettings, StepConfig
+from cepo.tasks import TaskSet
 
 NAME = "cepo"
 # A reply that writes code is done once its code block closes: what a small model writes after it (an
@@ -40,7 +44,51 @@ NAME = "cepo"
 CODE_END = "\n```\n"
 
 
-async def cepo(ctx: RunContext) -> MethodResult:
+class CepoSettings(RunSettings):
+    """Counts and temperatures default to the published CePO values (3 candidates, 3 of at most 6 plans
+    each, temperatures 0.55 / 0.25 / 0.1 / 0). The published token budgets (4096 per step) would keep a
+    small model on a CPU busy for minutes, so the budgets here are sized for SmolLM2-class models. The
+    published flat names (`planning_temperature_step1: ...`) load too."""
+
+    ALIASES: ClassVar[dict[str, tuple[str, str | None]]] = {
+        "bestofn_temperature": ("rating", "temperature"),
+        "bestofn_max_tokens": ("rating", "max_tokens"),
+        "bestofn_rating_type": ("rating_type", None),
+        "use_plan_diversity": ("plan_diversity", None),
+        **{
+            f"planning_{name}_step{step}": (section, name)
+            for step, section in enumerate(("plan", "execute", "refine", "final"), start=1)
+            for name in ("temperature", "max_tokens")
+        },
+    }
+    IGNORED: ClassVar[frozenset[str]] = frozenset({"rating_model", "print_output"})  # the backend's model
+
+    bestofn_n: int = Field(3, ge=1, le=16, description="candidates, each from its own plans")
+    planning_n: int = Field(3, ge=1, le=16, description="complete plans kept per candidate")
+    planning_m: int = Field(6, ge=1, le=64, description="most plan attempts per candidate")
+    planning_spares: int = Field(
+        0, ge=0, le=16, description="extra attempts kept running, so a cut plan costs no wait"
+    )
+    # A plan holds no code: a small model that starts writing code has finished planning, and cutting the
+    # plan there keeps it, where running on into the token limit would reject it.
+    plan: StepConfig = StepConfig(temperature=0.55, max_tokens=128, stop=["```"])
+    execute: StepConfig = StepConfig(temperature=0.25, max_tokens=256)
+    refine: StepConfig = StepConfig(temperature=0.1, max_tokens=256)
+    final: StepConfig = StepConfig(temperature=0.0, max_tokens=96)
+    approaches: StepConfig = StepConfig(temperature=0.7, max_tokens=128)  # plan diversity's request
+    sample: StepConfig = StepConfig(temperature=0.7, max_tokens=256)  # answering directly: no plan completed
+    rating: StepConfig = rating.STEP
+    rating_type: RatingType = Field("absolute", description="how the model breaks ties between candidates")
+    plan_diversity: bool = Field(False, description="ask for distinct approaches first, one per candidate")
+
+    @model_validator(mode="after")
+    def _enough_attempts(self) -> CepoSettings:
+        if self.planning_m < self.planning_n:
+            raise ValueError(f"planning_m ({self.planning_m}) is below planning_n ({self.planning_n})")
+        return self
+
+
+async def cepo(ctx: RunContext[CepoSettings]) -> MethodResult:
     config = ctx.config
     program = ctx.kind in SHORT_KINDS and config.rating_type == "execution"
     runs = [CandidateRun(ctx, index, program) for index in range(config.bestofn_n)]
@@ -102,7 +150,7 @@ class AttemptRun:
 class CandidateRun:
     """One candidate from its first plan to its checked answer."""
 
-    def __init__(self, ctx: RunContext, index: int, program: bool) -> None:
+    def __init__(self, ctx: RunContext[CepoSettings], index: int, program: bool) -> None:
         self.ctx, self.index, self.program = ctx, index, program
         self.approach: str | None = None
         self.attempts: list[AttemptRun] = []
@@ -160,7 +208,7 @@ class CandidateRun:
             self.ctx.stage_started("execute", self.index)
         attempt.status = "executing"
         plan = attempt.plan.text
-        request = self.ctx.request(
+        request = self.ctx.call(
             "execute", self.execute_prompt(plan), self.execute_step(plan), [Lane(self.index, attempt.index)]
         )
         attempt.cancel = request.cancel
@@ -250,13 +298,9 @@ class CandidateRun:
 
     async def _direct_answer(self) -> list[Message]:
         """No plan completed: the model answers the question directly, as the plain method would."""
-        self.ctx.stage_started("answer", self.index)
         question = prompts.direct(self.ctx.messages, self.program)
-        request = self.ctx.request(
-            "answer", question, self.writing(self.ctx.config.sample), [Lane(self.index, 0)]
-        )
-        [answer] = await request.all()
-        self.ctx.stage_ended("answer", self.index)
+        step = self.writing(self.ctx.config.sample)
+        [answer] = await self.ctx.ask("answer", question, step, [Lane(self.index, 0)], self.index)
         return [*question, {"role": "assistant", "content": answer.text}]
 
     async def _refine(self, complete: list[AttemptRun]) -> list[Message]:
@@ -266,26 +310,20 @@ class CandidateRun:
             prompts.numbered("Solution", executions),
             prompts.refine_instruction(len(executions), self.ctx.kind, self.program),
         )
-        self.ctx.stage_started("refine", self.index)
-        [refined] = await self.ctx.request(
-            "refine", conversation, self.writing(self.ctx.config.refine), [Lane(self.index, 0)]
-        ).all()
-        self.ctx.stage_ended("refine", self.index)
+        step = self.writing(self.ctx.config.refine)
+        [refined] = await self.ctx.ask("refine", conversation, step, [Lane(self.index, 0)], self.index)
         return [*conversation, {"role": "assistant", "content": refined.text}]
 
     async def _final(self, conversation: list[Message]) -> str:
-        self.ctx.stage_started("final", self.index)
         messages = [*conversation, {"role": "user", "content": prompts.final_instruction(self.ctx.kind)}]
-        [reply] = await self.ctx.request(
-            "final", messages, self.writing(self.ctx.config.final), [Lane(self.index, 0)]
-        ).all()
-        self.ctx.stage_ended("final", self.index)
+        step = self.writing(self.ctx.config.final)
+        [reply] = await self.ctx.ask("final", messages, step, [Lane(self.index, 0)], self.index)
         return reply.text
 
 
-def _start_plans(ctx: RunContext, attempts: list[AttemptRun], tasks: TaskSet) -> None:
+def _start_plans(ctx: RunContext[CepoSettings], attempts: list[AttemptRun], tasks: TaskSet) -> None:
     """One request for `attempts` (all with the same plan prompt), each branch feeding its attempt."""
-    request = ctx.request(
+    request = ctx.call(
         "plan", attempts[0].run.plan_prompt, ctx.config.plan, [Lane(a.run.index, a.index) for a in attempts]
     )
     plans: list[asyncio.Future[Branch]] = [asyncio.get_running_loop().create_future() for _ in attempts]
@@ -309,13 +347,34 @@ def _start_plans(ctx: RunContext, attempts: list[AttemptRun], tasks: TaskSet) ->
     tasks.spawn(deliver())
 
 
-async def _approaches(ctx: RunContext, n: int) -> list[str | None]:
+async def _approaches(ctx: RunContext[CepoSettings], n: int) -> list[str | None]:
     """Plan diversity: n distinct approaches in one request; a candidate left without one plans freely."""
-    ctx.stage_started("approaches")
-    instruction = prompts.APPROACHES.format(n=n)
-    prompt = prompts.with_question(ctx.messages, instruction)
-    request = ctx.request("approaches", prompt, ctx.config.approaches, [Lane(None, 0)])
-    [reply] = await request.all()
-    ctx.stage_ended("approaches")
+    prompt = prompts.with_question(ctx.messages, prompts.APPROACHES.format(n=n))
+    [reply] = await ctx.ask("approaches", prompt, ctx.config.approaches, [Lane(None, 0)])
     found: list[str | None] = list(parse_approaches(reply.text, n))
     return found + [None] * (n - len(found))
+
+
+METHOD = Method(
+    name=NAME,
+    # 2: code replies stop where their code block ends. 3: a code answer's examples run after the
+    # question's own imports and helper definitions. 4: an empty plan's execution answers the question
+    # directly, at the plan's temperature. 5: a short answer ends by stating the answer chosen, when its
+    # program computed it or an earlier step stated it; before, the final text alone was scored.
+    version=5,
+    run=cepo,
+    settings=CepoSettings,
+    answer_stage="final",
+    answer_step="final",
+    request_temperature=False,  # cepo keeps its per-step temperatures
+    stage_titles={
+        "approaches": "Approaches",
+        "plan": "Plan",
+        "execute": "Execution",
+        "refine": "Refined solution",
+        "final": "Final answer",
+        "answer": "Answer",
+        **rating.TITLES,
+    },
+    numbered_stages=frozenset({"plan", "execute"}),
+)

@@ -1,6 +1,6 @@
 """What every method run shares: the backend, the settings, the question, its event queue and its ledger.
 
-Requests go through `Request`, which streams each branch's tokens out as events and books every token
+Requests go through `Call`, which streams each branch's tokens out as events and books every token
 against its stage exactly once: as completion when the branch ends, moved to wasted when the method
 throws the branch away.
 """
@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from cepo.backends.base import Backend, Branch, Message, Prompt, Sampling, TokenEvent
 from cepo.checks import SHORT_KINDS, Checks, Example, TaskKind, check_candidate, extract_answer
 from cepo.checks.code import close_fence, definitions_in
-from cepo.config import CepoConfig, StepConfig
-from cepo.events import (
+from cepo.methods.events import (
     BranchEnded,
     BranchToken,
     Candidate,
@@ -31,6 +30,9 @@ from cepo.events import (
     StageStarted,
     StageUsage,
 )
+from cepo.methods.settings import RunSettings, StepConfig
+
+S = TypeVar("S", bound=RunSettings)
 
 
 class Lane(NamedTuple):
@@ -41,9 +43,9 @@ class Lane(NamedTuple):
 
 
 @dataclass
-class RunContext:
+class RunContext(Generic[S]):
     backend: Backend
-    config: CepoConfig
+    config: S  # the method's own settings
     messages: list[Message]  # the conversation; its last message is the user's question
     kind: TaskKind
     examples: list[Example]
@@ -92,8 +94,18 @@ class RunContext:
         self._seeds_used += n
         return step.sampling(seed)
 
-    def request(self, stage: Stage, prompt: Prompt, step: StepConfig, lanes: list[Lane]) -> Request:
-        return Request(self, stage, prompt, self.sampling(step, len(lanes)), lanes)
+    def call(self, stage: Stage, prompt: Prompt, step: StepConfig, lanes: list[Lane]) -> Call:
+        """Start one backend request under `stage`, its branch i shown as `lanes[i]`."""
+        return Call(self, stage, prompt, self.sampling(step, len(lanes)), lanes)
+
+    async def ask(
+        self, stage: Stage, prompt: Prompt, step: StepConfig, lanes: list[Lane], candidate: int | None = None
+    ) -> list[Branch]:
+        """A stage that is one request: it starts, every branch comes back (in branch order), it ends."""
+        self.stage_started(stage, candidate)
+        branches = await self.call(stage, prompt, step, lanes).all()
+        self.stage_ended(stage, candidate)
+        return branches
 
     def waste(self, stage: Stage, tokens: int) -> None:
         """Book `tokens` already counted as completion in `stage` as wasted instead."""
@@ -181,7 +193,7 @@ def _covered(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-class Request:
+class Call:
     """One backend request under a stage, started at once; its branch i shows as `lanes[i]`."""
 
     def __init__(
@@ -227,30 +239,3 @@ class Request:
         """Every branch, in branch order, once the request is over."""
         finished = [branch async for branch in self.branches()]
         return sorted(finished, key=lambda branch: branch.index)
-
-
-class TaskSet:
-    """Tasks started along the way (executions, top-ups); `join` waits for all, and cancels the rest when
-    one fails or the run is cancelled, so nothing outlives the run. (A candidate's backend failure ends
-    only that candidate: its `finish` returns it failed instead of raising.)"""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        return task
-
-    async def join(self) -> None:
-        try:
-            while pending := [task for task in self._tasks if not task.done()]:
-                await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-                for task in self._tasks:
-                    if task.done() and not task.cancelled() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
-        except BaseException:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            raise

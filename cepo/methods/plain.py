@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from cepo.events import Candidate, MethodResult
 from cepo.methods.context import Lane, RunContext
+from cepo.methods.events import Candidate, MethodResult
+from cepo.methods.method import Method
+from cepo.methods.settings import RunSettings, StepConfig
 
 NAME = "plain"
 STAGE = "answer"
 
 
-async def plain(ctx: RunContext) -> MethodResult:
-    ctx.stage_started(STAGE)
-    [reply] = await ctx.request(STAGE, ctx.messages, ctx.config.sample, [Lane(0, 0)]).all()
-    ctx.stage_ended(STAGE)
+class PlainSettings(RunSettings):
+    sample: StepConfig = StepConfig(temperature=0.7, max_tokens=256)  # the answer's sampling
+
+
+async def plain(ctx: RunContext[PlainSettings]) -> MethodResult:
+    [reply] = await ctx.ask(STAGE, ctx.messages, ctx.config.sample, [Lane(0, 0)])
     checks = await ctx.check(0, [reply.text], run=False)
     return ctx.result(NAME, [Candidate(index=0, final=reply.text, checks=checks)], chosen=0, agreed=True)
+
+
+METHOD = Method(
+    name=NAME,
+    # 2: code replies stop where their code block ends. 3: a code answer's examples run after the
+    # question's own imports and helper definitions.
+    version=3,
+    run=plain,
+    settings=PlainSettings,
+    answer_stage=STAGE,
+    answer_step="sample",
+    live_answer=True,
+    stage_titles={STAGE: "Answer"},
+)

@@ -9,20 +9,25 @@ has no winner).
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Any, Literal
 
 from cepo.backends.base import Branch
 from cepo.errors import BackendError
-from cepo.events import Candidate
-from cepo.methods.context import Lane, Request, RunContext
+from cepo.methods.context import Call, Lane, RunContext
+from cepo.methods.events import Candidate
 from cepo.methods.parsing import parse_preference, parse_rating
 from cepo.methods.prompts import COMPARE, RATE, continued
+from cepo.methods.settings import StepConfig
 
 STAGE = "rate"
+TITLES = {STAGE: "Rating"}
+STEP = StepConfig(temperature=0.1, max_tokens=128)  # every rating request's sampling
 
 
-async def rate(ctx: RunContext, candidates: list[Candidate], how: Literal["absolute", "pairwise"]) -> None:
-    """Set `score.rating` of each of `candidates`."""
+async def rate(
+    ctx: RunContext[Any], candidates: list[Candidate], how: Literal["absolute", "pairwise"]
+) -> None:
+    """Set `score.rating` of each of `candidates`; the method's settings hold the `rating` step."""
     ctx.stage_started(STAGE)
     if how == "absolute":
         await _absolute(ctx, candidates)
@@ -38,9 +43,9 @@ def shown(candidate: Candidate) -> str:
     return f"{candidate.refined.strip()}\n\nFinal answer:\n{candidate.final.strip()}"
 
 
-async def _absolute(ctx: RunContext, candidates: list[Candidate]) -> None:
+async def _absolute(ctx: RunContext[Any], candidates: list[Candidate]) -> None:
     requests = [
-        ctx.request(STAGE, continued(ctx.messages, shown(c), RATE), ctx.config.rating, [Lane(c.index, 0)])
+        ctx.call(STAGE, continued(ctx.messages, shown(c), RATE), ctx.config.rating, [Lane(c.index, 0)])
         for c in candidates
     ]
     for candidate, reply in zip(candidates, await _replies(requests), strict=True):
@@ -50,11 +55,11 @@ async def _absolute(ctx: RunContext, candidates: list[Candidate]) -> None:
             candidate.score.rating = parse_rating(reply.text)
 
 
-async def _pairwise(ctx: RunContext, candidates: list[Candidate]) -> None:
+async def _pairwise(ctx: RunContext[Any], candidates: list[Candidate]) -> None:
     """Each pair is judged in both orders, so that a judge favouring one position cancels out."""
     pairs = [(a, b) for a in candidates for b in candidates if a is not b]
     requests = [
-        ctx.request(
+        ctx.call(
             STAGE,
             continued(ctx.messages, f"Answer A:\n{shown(a)}\n\nAnswer B:\n{shown(b)}", COMPARE),
             ctx.config.rating,
@@ -75,7 +80,7 @@ async def _pairwise(ctx: RunContext, candidates: list[Candidate]) -> None:
             winner.score.rating = (winner.score.rating or 0.0) + 1
 
 
-async def _replies(requests: list[Request]) -> list[Branch | BackendError]:
+async def _replies(requests: list[Call]) -> list[Branch | BackendError]:
     """Each request's one reply, or the backend error it failed with (any other error is raised)."""
     results = await asyncio.gather(*(request.all() for request in requests), return_exceptions=True)
     for result in results:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
-from cepo.events import Candidate
+from pydantic import Field
+
 from cepo.methods.context import Lane, RunContext
+from cepo.methods.events import Candidate
+from cepo.methods.settings import RunSettings, StepConfig
 
 STAGE = "sample"
+TITLES = {STAGE: "Sample"}
 
 
-async def samples(ctx: RunContext) -> list[Candidate]:
-    k = ctx.config.k
-    ctx.stage_started(STAGE)
-    replies = await ctx.request(STAGE, ctx.messages, ctx.config.sample, [Lane(i, 0) for i in range(k)]).all()
-    ctx.stage_ended(STAGE)
+class SamplingSettings(RunSettings):
+    k: int = Field(5, ge=1, le=64, description="samples drawn")
+    sample: StepConfig = StepConfig(temperature=0.7, max_tokens=256)  # each sample's sampling
+
+
+async def samples(ctx: RunContext[SamplingSettings]) -> list[Candidate]:
+    lanes = [Lane(i, 0) for i in range(ctx.config.k)]
+    replies = await ctx.ask(STAGE, ctx.messages, ctx.config.sample, lanes)
     checks = await asyncio.gather(*(ctx.check(r.index, [r.text], run=False) for r in replies))
     return [Candidate(index=r.index, final=r.text, checks=c) for r, c in zip(replies, checks, strict=True)]

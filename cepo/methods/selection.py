@@ -3,13 +3,17 @@ rating only to break the ties they leave; no rating at all when every candidate 
 
 from __future__ import annotations
 
-from cepo.config import RatingType
-from cepo.events import Candidate
+from typing import Any
+
 from cepo.methods.context import RunContext
+from cepo.methods.events import Candidate
 from cepo.methods.rating import rate
+from cepo.methods.settings import RatingType
 
 
-async def choose(ctx: RunContext, candidates: list[Candidate], rating: RatingType | None) -> tuple[int, bool]:
+async def choose(
+    ctx: RunContext[Any], candidates: list[Candidate], rating: RatingType | None
+) -> tuple[int, bool]:
     """The index of the chosen candidate, and whether all of them agreed. `rating`: how the model breaks
     ties (absolute, pairwise); majority, execution or None leave ties to the first candidate."""
     score_checks(ctx, candidates)
@@ -27,7 +31,7 @@ def best_of(candidates: list[Candidate]) -> int:
     return max(candidates, key=lambda c: c.score.key()).index
 
 
-def score_checks(ctx: RunContext, candidates: list[Candidate]) -> None:
+def score_checks(ctx: RunContext[Any], candidates: list[Candidate]) -> None:
     for candidate in candidates:
         checks, score = candidate.checks, candidate.score
         if ctx.kind == "code":
@@ -40,7 +44,7 @@ def score_checks(ctx: RunContext, candidates: list[Candidate]) -> None:
             score.votes = 0
 
 
-def all_agree(ctx: RunContext, candidates: list[Candidate]) -> bool:
+def all_agree(ctx: RunContext[Any], candidates: list[Candidate]) -> bool:
     """Same normalized answer everywhere, or (code) every candidate passes every example."""
     if len(candidates) == 1:
         return True

@@ -19,10 +19,10 @@ from cepo import __version__
 from cepo.backends.base import Backend
 from cepo.methods import METHODS
 from cepo.server.admission import Admission, QueueFull
+from cepo.server.chat_run import ChatRun
 from cepo.server.errors import ApiError, install_handlers, invalid
-from cepo.server.job import Job
 from cepo.server.metrics import CONTENT_TYPE, HasStats, Metrics
-from cepo.server.running import CLIENT_GONE, RunningJob
+from cepo.server.running import CLIENT_GONE, RunningChat
 from cepo.server.schemas import ChatCompletion, ChatCompletionRequest, ErrorBody, ModelCard, ModelList
 from cepo.server.settings import ServerSettings
 from cepo.server.sse import ChunkWriter, CompletionBuilder
@@ -105,7 +105,7 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
             raw = await _read_body(request, settings.max_body_bytes)
             body = ChatCompletionRequest.model_validate_json(raw)
             method = body.model if body.model in METHODS else method
-            job = Job.from_request(body, backend, settings)
+            chat = ChatRun.from_request(body, backend, settings)
             ticket = admission.reserve()
         except ValidationError as error:
             return _refused(invalid(error.errors()), metrics, method, arrived)
@@ -119,7 +119,7 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
                 headers={"Retry-After": str(settings.retry_after_s)},
             )
             return _refused(busy, metrics, method, arrived)
-        running = RunningJob(job, ticket, request, metrics, arrived)
+        running = RunningChat(chat, ticket, request, metrics, arrived)
         if body.stream:
             return await _stream(running, body)
         return await _complete(running, body)
@@ -157,7 +157,7 @@ def _refused(error: ApiError, metrics: Metrics, method: str, arrived: float) -> 
     return error.response()
 
 
-async def _complete(running: RunningJob, body: ChatCompletionRequest) -> Response:
+async def _complete(running: RunningChat, body: ChatCompletionRequest) -> Response:
     reply = CompletionBuilder(body.model, body.n)
     try:
         while (output := await running.next()) is not None:
@@ -166,11 +166,11 @@ async def _complete(running: RunningJob, body: ChatCompletionRequest) -> Respons
         return error.response()
     if running.status == CLIENT_GONE:
         return Response(status_code=CLIENT_GONE)  # nobody reads it
-    completion = reply.build(running.usage, running.job.reasoning)
+    completion = reply.build(running.usage, running.chat.reasoning)
     return Response(completion.model_dump_json(exclude_none=True), media_type="application/json")
 
 
-async def _stream(running: RunningJob, body: ChatCompletionRequest) -> Response:
+async def _stream(running: RunningChat, body: ChatCompletionRequest) -> Response:
     """Commits to a 200 stream only once the first output is there: a request that fails before any
     output (the prompt does not fit, the backend refuses it) gets a proper error status instead."""
     try:

@@ -1,8 +1,8 @@
 """One choice of a chat completion: a method run's events turned into reasoning text, answer and usage.
 
-Methods other than plain choose their answer only at the end, so everything they generate streams as
-reasoning and the answer goes out as content once chosen. plain's single branch is the answer itself: its
-tokens stream as content as they come.
+Most methods choose their answer only at the end, so everything they generate streams as reasoning and the
+answer goes out as content once chosen. A method whose answer is live (plain: its single branch is the
+answer itself) streams its tokens as content as they come.
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cepo.events import BranchEnded, BranchToken, Event, Finished, MethodResult
+from cepo.methods.events import BranchEnded, BranchToken, Event, Finished, MethodResult
+from cepo.methods.method import Method
 from cepo.server.schemas import FinishReason, Usage
 from cepo.server.transcript import Transcript
-
-# The stage whose branch of the chosen candidate is the answer the client gets.
-ANSWER_STAGES = {"plain": "answer", "self-consistency": "sample", "best-of-n": "sample", "cepo": "final"}
-LIVE_ANSWER = {"plain"}
 
 
 @dataclass(frozen=True)
@@ -49,14 +46,16 @@ def usage_of(result: MethodResult, answer_tokens: int) -> Usage:
 
 
 class ChoiceRun:
-    def __init__(self, index: int, method: str, stops: list[str], reasoning: bool) -> None:
-        """`stops`: cut the chosen answer there (plain's backend stops by itself); `reasoning`: send it."""
+    def __init__(self, index: int, method: Method, stops: list[str], reasoning: bool) -> None:
+        """`stops`: cut the chosen answer there (a live answer's backend stops by itself); `reasoning`:
+        send it."""
         self.index = index
         self.stops = stops
         self.reasoning = reasoning
-        self.answer_stage = ANSWER_STAGES[method]
-        self.live_answer = method in LIVE_ANSWER
-        self.transcript = Transcript()
+        # The stage whose branch of the chosen candidate is the answer the client gets.
+        self.answer_stage = method.answer_stage
+        self.live_answer = method.live_answer
+        self.transcript = Transcript(method)
         self._answers: dict[int | None, BranchEnded] = {}  # the answer stage's branch of each candidate
 
     def outputs(self, event: Event) -> list[Output]:

@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from cepo.config import ConfigError
 from cepo.errors import BackendTimeout, BackendUnavailable, CepoError
+from cepo.methods.settings import ConfigError
 from cepo.server.schemas import ErrorBody, ErrorDetail
 
 log = logging.getLogger("cepo.server")

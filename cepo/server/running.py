@@ -1,4 +1,4 @@
-"""A job running for one HTTP request: in its own task, holding its admission slot, its outputs queued
+"""A chat run going on for one HTTP request: in its own task, holding its admission slot, its outputs queued
 for the response; cancelled the moment the client disconnects, which stops every branch it decodes.
 
 The same object serves streaming and non-streaming replies, and books the request in the metrics once
@@ -15,9 +15,9 @@ from starlette.requests import Request
 
 from cepo.errors import BackendUnavailable, CepoError
 from cepo.server.admission import Ticket
+from cepo.server.chat_run import ChatRun
 from cepo.server.choices import Ended, Output, Text
 from cepo.server.errors import ApiError, from_cepo_error
-from cepo.server.job import Job
 from cepo.server.metrics import Metrics
 from cepo.server.schemas import Usage
 
@@ -25,9 +25,11 @@ log = logging.getLogger("cepo.server")
 CLIENT_GONE = 499  # nginx's status for a request its client closed
 
 
-class RunningJob:
-    def __init__(self, job: Job, ticket: Ticket, request: Request, metrics: Metrics, started: float) -> None:
-        self.job, self.metrics, self.started = job, metrics, started
+class RunningChat:
+    def __init__(
+        self, chat: ChatRun, ticket: Ticket, request: Request, metrics: Metrics, started: float
+    ) -> None:
+        self.chat, self.metrics, self.started = chat, metrics, started
         self.usage = Usage()
         self.status = 200
         self._ticket = ticket
@@ -38,21 +40,21 @@ class RunningJob:
         self._watcher = loop.create_task(self._cancel_on_disconnect(request))
 
     async def next(self) -> Output | None:
-        """The next output; None once the job is over. Raises the ApiError the job failed with."""
+        """The next output; None once the run is over. Raises the ApiError the run failed with."""
         item = await self._outputs.get()
         if isinstance(item, ApiError):
             raise item
         return item
 
     async def cancel(self) -> None:
-        """Stop the job (if still running) and wait until its branches are cancelled."""
+        """Stop the run (if still running) and wait until its branches are cancelled."""
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
         try:
             async with self._ticket:
-                async for output in self.job.outputs():
+                async for output in self.chat.outputs():
                     self._observe(output)
                     self._outputs.put_nowait(output)
         except asyncio.CancelledError:
@@ -60,22 +62,22 @@ class RunningJob:
             raise
         except CepoError as error:
             if isinstance(error, BackendUnavailable):  # the operator's to fix, not the client's
-                log.warning("a %s run failed in the backend: %s", self.job.method, error)
+                log.warning("a %s run failed in the backend: %s", self.chat.method.name, error)
             self._fail(from_cepo_error(error))
         except Exception:
-            log.exception("a %s run failed", self.job.method)
+            log.exception("a %s run failed", self.chat.method.name)
             self._fail(ApiError(500, "the method failed; the server log has the details"))
         finally:
             self._ticket.cancel()
             self._watcher.cancel()
             self._outputs.put_nowait(None)
             seconds = time.perf_counter() - self.started
-            self.metrics.finished(self.job.method, self.status, seconds, self.usage)
+            self.metrics.finished(self.chat.method.name, self.status, seconds, self.usage)
 
     def _observe(self, output: Output) -> None:
         if isinstance(output, Text) and self._first_text:
             self._first_text = False
-            self.metrics.first_token.labels(self.job.method).observe(time.perf_counter() - self.started)
+            self.metrics.first_token.labels(self.chat.method.name).observe(time.perf_counter() - self.started)
         elif isinstance(output, Ended):
             self.usage += output.usage
 

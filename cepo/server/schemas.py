@@ -56,7 +56,7 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    cepo: dict[str, Any] | None = Field(None, description="method settings for this request (cepo/config.py)")
+    cepo: dict[str, Any] | None = Field(None, description="method settings, as in a config file")
     include_reasoning: bool | None = Field(
         None, description="send reasoning_content; default: when streaming, not otherwise"
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
-from cepo.config import CepoConfig
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ServerSettings(BaseModel):
@@ -19,4 +19,7 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="largest request body; a longer one is refused (413) unread"
     )
-    config: CepoConfig = Field(default_factory=CepoConfig, description="method settings; requests override")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the methods' settings (see cepo.methods.check_all); requests override",
+    )

@@ -1,4 +1,4 @@
-"""Outputs of a running job as server-sent `chat.completion.chunk` events, and as one `chat.completion`.
+"""Outputs of a running chat as server-sent `chat.completion.chunk` events, and as one `chat.completion`.
 
 A stream: per choice a first chunk with the role, then one chunk per piece of text (reasoning_content
 or content) as it is produced, a chunk with the finish reason; then, when asked for, a chunk with no
@@ -74,7 +74,7 @@ class ChunkWriter(Reply):
 
 
 class CompletionBuilder(Reply):
-    """Gathers every output of a job into one non-streamed reply."""
+    """Gathers every output of a chat run into one non-streamed reply."""
 
     def __init__(self, model: str, choices: int) -> None:
         super().__init__(model)

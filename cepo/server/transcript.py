@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cepo.events import (
+from cepo.methods.events import (
     BranchEnded,
     BranchToken,
     CandidateFailed,
@@ -19,20 +19,9 @@ from cepo.events import (
     MethodResult,
     Score,
 )
+from cepo.methods.method import Method
 
-_STAGE_TITLES = {
-    "approaches": "Approaches",
-    "plan": "Plan",
-    "execute": "Execution",
-    "refine": "Refined solution",
-    "final": "Final answer",
-    "answer": "Answer",
-    "sample": "Sample",
-    "rate": "Rating",
-}
-_NUMBERED_STAGES = ("plan", "execute")  # a candidate has several of these: show which attempt
-
-Lane = tuple[str, int | None, int]  # stage, candidate, branch
+BranchKey = tuple[str, int | None, int]  # stage, candidate, branch
 
 
 @dataclass
@@ -43,10 +32,10 @@ class _Block:
     done: bool = False
 
 
-def heading(lane: Lane) -> str:
-    stage, candidate, branch = lane
-    parts = [_STAGE_TITLES.get(stage, stage.capitalize())]
-    if stage in _NUMBERED_STAGES:
+def heading(method: Method, key: BranchKey) -> str:
+    stage, candidate, branch = key
+    parts = [method.title(stage)]
+    if stage in method.numbered_stages:
         parts[0] += f" {branch + 1}"
     if candidate is not None:
         parts.append(f"candidate {candidate + 1}")
@@ -86,9 +75,10 @@ def describe_choice(result: MethodResult) -> str:
 
 
 class Transcript:
-    def __init__(self) -> None:
-        self._live: Lane | None = None  # the branch whose tokens go out as they come
-        self._waiting: dict[Lane | int, _Block] = {}  # in order of arrival; notes are keyed by number
+    def __init__(self, method: Method) -> None:
+        self.method = method
+        self._live: BranchKey | None = None  # the branch whose tokens go out as they come
+        self._waiting: dict[BranchKey | int, _Block] = {}  # in order of arrival; notes are keyed by number
         self._notes = 0
 
     def feed(self, event: Event) -> str:
@@ -108,20 +98,20 @@ class Transcript:
         self._live = None
         return self._drain(everything=True) + describe_failures(result) + describe_choice(result)
 
-    def _token(self, lane: Lane, text: str) -> str:
+    def _token(self, key: BranchKey, text: str) -> str:
         if self._live is None:  # then nothing waits either: draining stops only at a running branch
-            self._live = lane
-            return heading(lane) + text
-        if lane == self._live:
+            self._live = key
+            return heading(self.method, key) + text
+        if key == self._live:
             return text
-        self._block(lane).text.append(text)
+        self._block(key).text.append(text)
         return ""
 
-    def _branch_ended(self, lane: Lane, event: BranchEnded) -> str:
-        if lane == self._live:
+    def _branch_ended(self, key: BranchKey, event: BranchEnded) -> str:
+        if key == self._live:
             self._live = None
             return ending(event) + self._drain()
-        block = self._block(lane)
+        block = self._block(key)
         block.text.append(ending(event))
         block.done = True
         return self._drain() if self._live is None else ""
@@ -130,8 +120,8 @@ class Transcript:
         """A failed candidate's unfinished branches end here: none will go on. (Why it failed is told at
         the end, with the scores: a request whose every candidate fails must not have begun its reply.)"""
         broken = " [failed]\n\n"
-        for lane, block in self._waiting.items():
-            if isinstance(lane, tuple) and lane[1] == candidate and not block.done:
+        for key, block in self._waiting.items():
+            if isinstance(key, tuple) and key[1] == candidate and not block.done:
                 block.text.append(broken)
                 block.done = True
         if self._live is None or self._live[1] != candidate:
@@ -144,10 +134,10 @@ class Transcript:
         self._waiting[self._notes] = _Block([text], done=True)
         return self._drain() if self._live is None else ""
 
-    def _block(self, lane: Lane) -> _Block:
-        if lane not in self._waiting:
-            self._waiting[lane] = _Block([heading(lane)])
-        return self._waiting[lane]
+    def _block(self, key: BranchKey) -> _Block:
+        if key not in self._waiting:
+            self._waiting[key] = _Block([heading(self.method, key)])
+        return self._waiting[key]
 
     def _drain(self, everything: bool = False) -> str:
         """Waiting text in order, up to and including the first branch still running (followed next)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cepo import models
+from cepo.backends import model_files as models
 from cepo.cli import main
 from cepo.errors import ModelError
 

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from cepo.events import (
+from cepo.methods.events import (
     BranchEnded,
     BranchToken,
     CandidateFailed,
@@ -27,6 +27,7 @@ from cepo.events import (
     StageEnded,
     StageStarted,
 )
+from cepo.methods.method import Method
 
 TAIL_LINES = 4  # lines of a running branch shown
 MIN_COLUMN = 40  # characters: candidates go side by side as long as each gets this much
@@ -37,14 +38,14 @@ _ENDINGS = {"stop": ("done", "green"), "length": ("cut", "yellow"), "cancelled":
 class LaneView:
     """One branch: its text so far and how it ended."""
 
-    stage: str
+    title: str  # its stage's title
     branch: int
     text: str = ""
     tokens: int = 0
     finish_reason: str | None = None
 
     def render(self, width: int) -> RenderableType:
-        label = Text(f"{self.stage} {self.branch + 1}", style="bold")
+        label = Text(f"{self.title} {self.branch + 1}", style="bold")
         if self.finish_reason is None:
             label.append(" ...", style="cyan")
             lines = self.text.strip().splitlines()[-TAIL_LINES:]
@@ -57,6 +58,7 @@ class LaneView:
 
 @dataclass
 class CandidateView:
+    method: Method
     index: int | None
     stage: str = "waiting"
     lanes: dict[tuple[str, int], LaneView] = field(default_factory=dict)
@@ -65,7 +67,7 @@ class CandidateView:
     error: str | None = None  # why it failed, if it did (the run goes on without it)
 
     def lane(self, stage: str, branch: int) -> LaneView:
-        return self.lanes.setdefault((stage, branch), LaneView(stage, branch))
+        return self.lanes.setdefault((stage, branch), LaneView(self.method.title(stage), branch))
 
     def render(self, width: int, chosen: bool) -> RenderableType:
         title = "run" if self.index is None else f"candidate {self.index + 1}"
@@ -83,7 +85,7 @@ class CandidateView:
 class LiveView:
     """The state of one run, built from its events."""
 
-    def __init__(self, question: str, method: str) -> None:
+    def __init__(self, question: str, method: Method) -> None:
         self.question, self.method = question, method
         self.started = time.perf_counter()
         self.candidates: dict[int | None, CandidateView] = {}  # None: the run's own branches (approaches)
@@ -133,11 +135,11 @@ class LiveView:
         if any(view.score is not None for view in views):
             yield scores_table(views, chosen)
         elapsed = time.perf_counter() - self.started
-        status = f"{self.method}, {self.stage}: {self.tokens} tokens generated, {elapsed:.1f} s"
+        status = f"{self.method.name}, {self.stage}: {self.tokens} tokens generated, {elapsed:.1f} s"
         yield Text(status, style="dim")
 
     def _candidate(self, index: int | None) -> CandidateView:
-        return self.candidates.setdefault(index, CandidateView(index))
+        return self.candidates.setdefault(index, CandidateView(self.method, index))
 
     def _stage_holder(self, index: int | None) -> CandidateView | LiveView:
         """Whose stage an event tells: a candidate's, or (no candidate) the whole run's."""

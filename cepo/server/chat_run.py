@@ -15,15 +15,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cepo.backends.base import Backend, GenerationStream, Message, Prompt, Sampling
-from cepo.config import CepoConfig, ConfigError
 from cepo.errors import CepoError
-from cepo.methods import METHODS, prepare, run
-from cepo.server.choices import LIVE_ANSWER, ChoiceRun, Output
+from cepo.methods import METHODS, configure, prepare, run
+from cepo.methods.method import Method
+from cepo.methods.settings import ConfigError, RunSettings, merge_options
+from cepo.server.choices import ChoiceRun, Output
 from cepo.server.errors import ApiError, from_cepo_error
 from cepo.server.schemas import ChatCompletionRequest
 from cepo.server.settings import ServerSettings
+from cepo.tasks import TaskSet
 
-ANSWER_STEPS = {"plain": "sample", "self-consistency": "sample", "best-of-n": "sample", "cepo": "final"}
 MAX_STOPS = 4  # as OpenAI
 # Choice i's runs draw seeds from seed + i * stride; a run uses far fewer, so no two choices share one.
 _SEED_STRIDE = 100_003
@@ -32,36 +33,38 @@ T = TypeVar("T")
 
 
 @dataclass
-class Job:
-    method: str
+class ChatRun:
+    method: Method
     backend: Backend
     messages: list[Message]
-    configs: list[CepoConfig]  # one per choice
+    configs: list[RunSettings]  # one per choice
     stops: list[str]
     reasoning: bool  # send reasoning_content
 
     @classmethod
-    def from_request(cls, request: ChatCompletionRequest, backend: Backend, settings: ServerSettings) -> Job:
-        """The job `request` asks for; an ApiError (400) naming the field when it cannot be served."""
-        method = request.model
-        if method not in METHODS:
+    def from_request(
+        cls, request: ChatCompletionRequest, backend: Backend, settings: ServerSettings
+    ) -> ChatRun:
+        """The run `request` asks for; an ApiError (400) naming the field when it cannot be served."""
+        if request.model not in METHODS:
             raise ApiError(
                 400,
-                f"unknown model {method!r}; the models are the methods: {', '.join(METHODS)}",
+                f"unknown model {request.model!r}; the models are the methods: {', '.join(METHODS)}",
                 param="model",
                 code="model_not_found",
             )
+        method = METHODS[request.model]
         _check_supported(request, settings)
-        config = method_config(request, settings.config)
+        config = method_config(request, method, settings.options)
         messages = [message.plain() for message in request.messages]
         try:
-            prepare(method, backend, messages, config, None)
+            prepare(method.name, backend, messages, config, None)
         except CepoError as error:
             raise ApiError(400, str(error), param="messages") from None
         sampling: dict[str, Any] = {}
         if request.top_p is not None:
             sampling["top_p"] = request.top_p
-        if method in LIVE_ANSWER and request.stops:
+        if method.live_answer and request.stops:
             sampling["stop"] = request.stops
         if sampling:
             backend = WithSampling(backend, sampling)
@@ -77,24 +80,25 @@ class Job:
     async def outputs(self) -> AsyncIterator[Output]:
         """Every choice's reasoning and answer text as it is produced; each choice ends with `Ended`."""
         choices = [ChoiceRun(i, self.method, self.stops, self.reasoning) for i in range(len(self.configs))]
-        runs = [run(self.method, self.backend, self.messages, config) for config in self.configs]
+        runs = [run(self.method.name, self.backend, self.messages, config) for config in self.configs]
         async for index, event in merge(runs):
             for output in choices[index].outputs(event):
                 yield output
 
 
-def method_config(request: ChatCompletionRequest, base: CepoConfig) -> CepoConfig:
-    """`base` with the request's OpenAI fields, then its `cepo` field, applied."""
+def method_config(request: ChatCompletionRequest, method: Method, base: dict[str, Any]) -> RunSettings:
+    """`method`'s settings: the server's options `base`, then the request's OpenAI fields, then its
+    `cepo` field."""
     step: dict[str, Any] = {}
     if request.answer_tokens is not None:
         step["max_tokens"] = request.answer_tokens
-    if request.temperature is not None and request.model != "cepo":
+    if request.temperature is not None and method.request_temperature:
         step["temperature"] = request.temperature
-    overrides: dict[str, Any] = {ANSWER_STEPS[request.model]: step} if step else {}
+    overrides: dict[str, Any] = {method.answer_step: step} if step else {}
     if request.seed is not None:
         overrides["seed"] = request.seed
     try:
-        return base.merged(overrides).merged(request.cepo)
+        return configure(method, merge_options(merge_options(base, overrides), request.cepo))
     except ConfigError as error:
         raise from_cepo_error(error) from None
 
@@ -146,9 +150,11 @@ async def merge(iterators: list[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T
         else:
             queue.put_nowait(None)
 
-    tasks = [asyncio.get_running_loop().create_task(pump(i, it)) for i, it in enumerate(iterators)]
+    pumps = TaskSet()
+    for index, iterator in enumerate(iterators):
+        pumps.spawn(pump(index, iterator))
     try:
-        running = len(tasks)
+        running = len(iterators)
         while running:
             item = await queue.get()
             if item is None:
@@ -158,6 +164,4 @@ async def merge(iterators: list[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T
             else:
                 yield item
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await pumps.cancel()

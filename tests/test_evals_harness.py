@@ -1,4 +1,4 @@
-"""The runner end to end with a scripted `solve`: scoring, concurrency, settings, samples and resume."""
+"""The harness end to end with a scripted `solve`: scoring, concurrency, settings, samples and resume."""
 
 import asyncio
 import json
@@ -10,13 +10,13 @@ import pytest
 
 from cepo.backends import Message
 from cepo.checks import Checks, extract_answer
-from cepo.config import CepoConfig
 from cepo.errors import BackendUnavailable, GenerationError
-from cepo.evals.base import Problem, Score
+from cepo.evals.base import Problem, Verdict
+from cepo.evals.harness import EvalPlan, run_eval
 from cepo.evals.letters import Letters, LettersProblem
 from cepo.evals.results import Record, ResultsFile
-from cepo.evals.runner import EvalPlan, run_eval
-from cepo.events import Candidate, MethodResult, StageUsage
+from cepo.methods.events import Candidate, MethodResult, StageUsage
+from cepo.methods.settings import RunSettings
 
 METHODS = ["plain", "cepo"]
 
@@ -31,14 +31,14 @@ class ScriptedSolve:
 
     problems: list[LettersProblem]
     fail_on_call: int | None = None  # raise BackendUnavailable on this call (1-based)
-    calls: list[tuple[str, str, CepoConfig]] = field(default_factory=list)
+    calls: list[tuple[str, str, RunSettings]] = field(default_factory=list)
     in_flight: int = 0
     most_in_flight: int = 0
     gate: asyncio.Event | None = None  # when set up, calls wait here until `open_at` are in flight
     open_at: int = 0
 
     async def __call__(
-        self, method: str, backend: Any, messages: list[Message], config: CepoConfig, tests: Any = None
+        self, method: str, backend: Any, messages: list[Message], config: RunSettings, tests: Any = None
     ) -> MethodResult:
         problem = next(p for p in self.problems if p.messages == messages)
         self.calls.append((method, problem.id, config))
@@ -163,15 +163,17 @@ async def test_settings_sweep_and_seeded_samples(tmp_path: Path, problems: list)
     sweep = plan(problems[:2], settings=[{"bestofn_n": 2, "seed": 7}, {"bestofn_n": 4, "seed": 7}], samples=2)
     records = await run_eval(sweep, backend=FakeBackend(), solve=solve, results=ResultsFile(tmp_path))
 
-    assert len(records) == 2 * 2 * 2 * 2  # problems x methods x settings x samples
-    assert {(config.bestofn_n, config.seed) for _, _, config in solve.calls} == {
-        (2, 7),
-        (2, 1007),
-        (4, 7),
-        (4, 1007),
-    }
-    assert all(len({r.settings_hash for r in records if r.method == m}) == 2 for m in METHODS)
-    assert len({r.key for r in records}) == 16
+    # cepo runs in both settings; plain, which has no bestofn_n, once: its settings are the same in both.
+    assert len(records) == 2 * 2 * (2 + 1)  # problems x samples x (cepo's settings + plain's)
+    cepo_calls = {(config.bestofn_n, config.seed) for method, _, config in solve.calls if method == "cepo"}
+    assert cepo_calls == {(2, 7), (2, 1007), (4, 7), (4, 1007)}
+    assert {config.seed for method, _, config in solve.calls if method == "plain"} == {7, 1007}
+    assert len({r.settings_hash for r in records if r.method == "cepo"}) == 2
+    assert len({r.settings_hash for r in records if r.method == "plain"}) == 1
+    assert {r.settings["seed"] for r in records} == {7} and all(
+        "bestofn_n" not in r.settings for r in records if r.method == "plain"
+    )
+    assert len({r.key for r in records}) == 12
 
 
 async def test_progress_hears_of_each_group_with_work_already_done(tmp_path: Path, problems: list) -> None:
@@ -198,8 +200,8 @@ async def test_progress_hears_of_each_group_with_work_already_done(tmp_path: Pat
         results=ResultsFile(tmp_path),
         progress=progress,
     )
-    assert progress.begun == {"plain (bestofn_n=2)": (6, 3), "cepo (bestofn_n=2)": (6, 3)}
-    assert sorted(progress.advanced) == ["cepo (bestofn_n=2)"] * 3 + ["plain (bestofn_n=2)"] * 3
+    assert progress.begun == {"plain": (6, 3), "cepo (bestofn_n=2)": (6, 3)}
+    assert sorted(progress.advanced) == ["cepo (bestofn_n=2)"] * 3 + ["plain"] * 3
 
 
 async def test_every_candidate_is_scored_as_if_chosen_each_answer_once(
@@ -239,7 +241,7 @@ async def test_every_candidate_is_scored_as_if_chosen_each_answer_once(
             super().__init__()
             self.scored: list[str] = []
 
-        async def score(self, problem: Problem, answer: str) -> Score:
+        async def score(self, problem: Problem, answer: str) -> Verdict:
             self.scored.append(answer)
             return await super().score(problem, answer)
 

@@ -1,16 +1,21 @@
-"""`cepo bench ...`: print a table, and with --json write the figures."""
+"""`cepo bench engine` and `cepo bench method`: print a table, and with --json write the figures."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from cepo.bench.engine import BRANCHES, REFERENCE, EngineBench, run_engine_bench
-from cepo.bench.method import method_command
+from cepo.bench.method import QUESTIONS, SEQUENTIAL, MethodFigures, bench_methods, method_table, summary
+from cepo.cli.options import BackendChoice, backend_options, config_option
+from cepo.methods import METHODS
+from cepo.methods.settings import Options
 
 
 @click.group()
@@ -78,4 +83,51 @@ def engine_table(r: EngineBench) -> Table:
     return table
 
 
-bench.add_command(method_command)
+@bench.command("method")
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    type=click.Choice([*METHODS, SEQUENTIAL]),
+    help=f"default: plain, cepo, {SEQUENTIAL}",
+)
+@click.option("--question", "questions", multiple=True, help="default: a letter count and a code question")
+@backend_options
+@config_option
+@click.option("--runs", default=1, show_default=True, help="runs per question and method (seeds 0, 1, ...)")
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="write the figures here"
+)
+def method_command(
+    methods: tuple[str, ...],
+    questions: tuple[str, ...],
+    backend: BackendChoice,
+    options: Options,
+    runs: int,
+    json_path: Path | None,
+) -> None:
+    """Time methods end to end, cepo against cepo with every call made one after another.
+
+    \b
+    Example:
+      cepo bench method --json bench-method.json
+      cepo bench method --method plain --method cepo --question "What is 17 * 23?" --runs 3
+    """
+    chosen = list(methods or ("plain", "cepo", SEQUENTIAL))
+
+    async def measure(progress: Progress) -> MethodFigures:
+        opened = await backend.open()
+        try:
+            return await bench_methods(opened, chosen, list(questions or QUESTIONS), options, runs, progress)
+        finally:
+            await opened.aclose()
+
+    console = Console()
+    with Progress(console=console, transient=True) as progress:
+        figures = asyncio.run(measure(progress))
+    console.print(method_table(figures))
+    if text := summary(figures):
+        console.print(text)
+    if json_path:
+        json_path.write_text(json.dumps(figures.to_json(), indent=2))
+        console.print(f"figures written to {json_path}")

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
 from rich.console import Console
 from rich.live import Live
 
-from cepo.backends import Backend, Message, open_backend
-from cepo.config import CepoConfig
-from cepo.events import MethodResult
-from cepo.live import LiveView, summary
+from cepo.backends import Backend, Message
+from cepo.cli.live import LiveView, summary
+from cepo.cli.options import BackendChoice, backend_options, config_option
 from cepo.methods import METHODS, run, solve
+from cepo.methods.events import MethodResult
+from cepo.methods.method import Method
+from cepo.methods.settings import Options
 
 T = TypeVar("T")
 
@@ -23,21 +24,15 @@ T = TypeVar("T")
 @click.command()
 @click.argument("question", required=False)
 @click.option("--method", type=click.Choice(list(METHODS)), default="cepo", show_default=True)
-@click.option(
-    "--model", default=None, help="a GGUF file (default: SmolLM2-135M); with --base-url, a model name"
-)
-@click.option("--base-url", default=None, help="an OpenAI-compatible server instead of the embedded engine")
-@click.option("--api-key", default=None, envvar="CEPO_API_KEY", help="key for --base-url")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML method settings")
+@backend_options
+@config_option
 @click.option("--quiet", is_flag=True, help="print only the answer")
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON")
 def chat(
     question: str | None,
     method: str,
-    model: str | None,
-    base_url: str | None,
-    api_key: str | None,
-    config_path: Path | None,
+    backend: BackendChoice,
+    options: Options,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -51,22 +46,23 @@ def chat(
       cepo chat "Write a function is_prime(n)." --method self-consistency --quiet
       cepo chat "What is 17 * 23?" --base-url http://127.0.0.1:8080/v1 --json
     """
-    config = CepoConfig.from_yaml(config_path) if config_path else CepoConfig()
-    backend = open_backend(model=model, base_url=base_url, api_key=api_key)
+    spec = METHODS[method]
     if question is None:
-        asyncio.run(_closing(backend, _session(Console(), method, backend, config, quiet)))
+        asyncio.run(_with_backend(backend, lambda opened: _session(Console(), spec, opened, options, quiet)))
         return
     if quiet or as_json:
-        result = asyncio.run(_closing(backend, solve(method, backend, question, config)))
+        result = asyncio.run(_with_backend(backend, lambda opened: solve(method, opened, question, options)))
         click.echo(result.model_dump_json(indent=2) if as_json else result.answer.strip())
         return
     console = Console()
-    view = LiveView(question, method)
-    result = asyncio.run(_closing(backend, _watch(view, console, method, backend, question, config)))
-    console.print(summary(result))
+    view = LiveView(question, spec)
+    watched = asyncio.run(
+        _with_backend(backend, lambda opened: _watch(view, console, spec, opened, question, options))
+    )
+    console.print(summary(watched))
 
 
-async def _session(console: Console, method: str, backend: Backend, config: CepoConfig, quiet: bool) -> None:
+async def _session(console: Console, method: Method, backend: Backend, options: Options, quiet: bool) -> None:
     """Questions one after another; each answer joins the conversation the next question continues."""
     history: list[Message] = []
     while True:
@@ -81,9 +77,9 @@ async def _session(console: Console, method: str, backend: Backend, config: Cepo
             continue
         history.append({"role": "user", "content": question})
         if quiet:
-            result = await solve(method, backend, history, config)
+            result = await solve(method.name, backend, history, options)
         else:
-            result = await _watch(LiveView(question, method), console, method, backend, history, config)
+            result = await _watch(LiveView(question, method), console, method, backend, history, options)
             console.print(summary(result))
         console.print(f"[bold green]cepo>[/] {result.answer.strip()}")
         history.append({"role": "assistant", "content": result.answer})
@@ -92,13 +88,13 @@ async def _session(console: Console, method: str, backend: Backend, config: Cepo
 async def _watch(
     view: LiveView,
     console: Console,
-    method: str,
+    method: Method,
     backend: Backend,
     question: str | list[Message],
-    config: CepoConfig,
+    options: Options,
 ) -> MethodResult:
     with Live(view, console=console, refresh_per_second=8, vertical_overflow="visible"):
-        async for event in run(method, backend, question, config):
+        async for event in run(method.name, backend, question, options):
             view.update(event)
     if not console.is_terminal:
         console.line()  # Live leaves its last line open when it cannot redraw in place
@@ -107,9 +103,10 @@ async def _watch(
     return view.result
 
 
-async def _closing(backend: Backend, work: Awaitable[T]) -> T:
-    """Run `work`, then release the backend (its connections or its engine thread)."""
+async def _with_backend(choice: BackendChoice, work: Callable[[Backend], Awaitable[T]]) -> T:
+    """Open the backend, run `work` on it, then release it (its connections or its engine thread)."""
+    backend = await choice.open()
     try:
-        return await work
+        return await work(backend)
     finally:
         await backend.aclose()

@@ -8,18 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
-from cepo.backends import open_backend
 from cepo.backends.llama import LlamaEngine
-from cepo.config import CepoConfig, ConfigError
+from cepo.cli.options import BackendChoice, backend_options
 from cepo.evals.base import Dataset, Problem
 from cepo.evals.datasets import DATASETS, get_dataset
+from cepo.evals.harness import EvalPlan, run_eval
 from cepo.evals.progress import RichProgress
 from cepo.evals.report import write_report
 from cepo.evals.results import ResultsFile
-from cepo.evals.runner import EvalPlan, run_eval
-from cepo.methods import METHODS, solve
+from cepo.methods import METHODS, check_all, solve
+from cepo.methods.settings import read_options
 
 
 @click.group("eval", invoke_without_command=True)
@@ -50,17 +49,9 @@ from cepo.methods import METHODS, solve
     show_default=True,
     help="What a dataset line that cannot be read does: skipped with a warning, or stops the run.",
 )
-@click.option("--model", "model_path", help="GGUF file for the embedded engine (default: SmolLM2-135M).")
-@click.option("--base-url", help="An OpenAI-compatible server to use instead of the embedded engine.")
-@click.option("--api-key", envvar="OPENAI_API_KEY", help="The server's API key.")
-@click.option("--model-name", help="The model to ask the server for.")
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    help="Decoding threads of the embedded engine (default: one per core; fewer on a shared CPU).",
-)
+@backend_options
 @click.pass_context
-def eval_group(ctx: click.Context, **options: Any) -> None:
+def eval_group(ctx: click.Context, backend: BackendChoice, **options: Any) -> None:
     """Run reasoning methods over a benchmark and record every generation; rerunning resumes.
 
     \b
@@ -82,7 +73,7 @@ def eval_group(ctx: click.Context, **options: Any) -> None:
         settings=load_settings(options["config_files"]),
         samples=options["samples"],
     )
-    asyncio.run(_run(plan, options))
+    asyncio.run(_run(plan, backend, options))
     click.echo(write_report(options["out"]))
 
 
@@ -121,28 +112,16 @@ def load_settings(files: tuple[Path, ...]) -> list[dict[str, Any]]:
     """Every setting the config files give, each checked now so a typo stops the run before it starts."""
     settings: list[dict[str, Any]] = []
     for path in files:
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-        entries = [{}] if data is None else data if isinstance(data, list) else [data]
-        for entry in entries:
-            if not isinstance(entry, dict):
-                raise ConfigError(f"config file {path}: each setting must be a mapping, got {entry!r}")
-            CepoConfig().merged(entry)
+        data = read_options(path)
+        for entry in data if isinstance(data, list) else [data]:
+            check_all(entry)
             if entry not in settings:
                 settings.append(entry)
     return settings or [{}]
 
 
-async def _run(plan: EvalPlan, options: dict[str, Any]) -> None:
-    backend = open_backend(
-        model=options["model_path"],
-        base_url=options["base_url"],
-        api_key=options["api_key"],
-        model_name=options["model_name"],
-        threads=options["threads"],
-    )
+async def _run(plan: EvalPlan, choice: BackendChoice, options: dict[str, Any]) -> None:
+    backend = await choice.open()
     engine = backend if isinstance(backend, LlamaEngine) else None
     before, started = engine.load() if engine else None, time.perf_counter()
     try:

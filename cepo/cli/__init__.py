@@ -1,4 +1,4 @@
-"""The `cepo` command. Each subcommand lives beside the code it drives; this file only assembles them."""
+"""The `cepo` command: every subcommand lives in this package, over the layers it drives."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from typing import Any
 import click
 
 from cepo import __version__
-from cepo.bench.cli import bench
-from cepo.chat import chat
+from cepo.cli import bench, chat, evaluate, serve
 from cepo.errors import CepoError
-from cepo.evals.cli import eval_group
-from cepo.server.cli import models, serve
 
 
 class CepoGroup(click.Group):
@@ -40,8 +37,8 @@ def main() -> None:
     """
 
 
-main.add_command(chat)
-main.add_command(bench)
-main.add_command(eval_group)
-main.add_command(serve)
-main.add_command(models)
+main.add_command(chat.chat)
+main.add_command(bench.bench)
+main.add_command(evaluate.eval_group)
+main.add_command(serve.serve)
+main.add_command(serve.models)

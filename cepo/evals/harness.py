@@ -1,7 +1,7 @@
 """Run methods over a dataset's problems, many at once, recording every generation as it finishes.
 
-All jobs start together and wait on a semaphore, so up to `concurrency` problems are in flight and the
-engine can batch across them. A job already in the results file (same dataset, problem, method, settings
+All trials start together and wait on a semaphore, so up to `concurrency` problems are in flight and the
+engine can batch across them. A trial already in the results file (same dataset, problem, method, settings
 and sample) is skipped, so rerunning an interrupted command resumes it.
 """
 
@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cepo.backends import Backend
-from cepo.config import CepoConfig
 from cepo.errors import GenerationError
 from cepo.evals.base import Dataset, Problem
 from cepo.evals.results import Record, ResultsFile, settings_hash, settings_label
-from cepo.events import MethodResult
+from cepo.methods import configure, get_method
 from cepo.methods.context import delivered_answer
+from cepo.methods.events import MethodResult
+from cepo.methods.settings import RunSettings
+from cepo.tasks import TaskSet
 
 # cepo.methods.solve, or a scripted stand-in in tests: (method, backend, messages, config=, tests=).
 SolveFn = Callable[..., Awaitable[MethodResult]]
@@ -48,19 +50,26 @@ class EvalPlan:
 
 @dataclass(frozen=True)
 class Setting:
-    """One configuration: the overrides as given (they name it in results), and the config they make."""
+    """One method in one configuration: the overrides it takes from those given (they name it in
+    results), the settings they make, and the `settings_hash` its results are filed under."""
 
+    method: str
     overrides: dict[str, Any]
-    config: CepoConfig
-    digests: dict[str, str]  # per method: its results' `settings_hash` under this configuration
+    config: RunSettings
+    digest: str
 
 
 @dataclass(frozen=True)
-class Job:
+class Trial:
+    """One run of one method on one problem, in one setting, as sample `sample`."""
+
     problem: Problem
-    method: str
     setting: Setting
     sample: int
+
+    @property
+    def method(self) -> str:
+        return self.setting.method
 
     @property
     def group(self) -> str:
@@ -68,10 +77,10 @@ class Job:
 
     @property
     def digest(self) -> str:
-        return self.setting.digests[self.method]
+        return self.setting.digest
 
     @property
-    def config(self) -> CepoConfig:
+    def config(self) -> RunSettings:
         config = self.setting.config
         if self.sample and config.seed is not None:
             return config.merged({"seed": config.seed + self.sample * SAMPLE_SEED_STRIDE})
@@ -91,22 +100,17 @@ async def run_eval(
     concurrency: int = 8,
     progress: Progress | None = None,
 ) -> list[Record]:
-    """Run every job of `plan` not already in `results`; returns the records written by this run."""
-    runner = _Runner(plan, backend, solve, results, concurrency)
+    """Run every trial of `plan` not already in `results`; returns the records written by this run. One
+    failure (a backend gone, Ctrl-C) stops the run: what is written stays, and the rest resumes."""
+    harness = _Harness(plan, backend, solve, results, concurrency)
     with results:  # taken first: what is pending is only known once no other run can be writing
-        jobs = runner.pending_jobs(progress)
-        tasks = [asyncio.create_task(runner.run(job, progress)) for job in jobs]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            # One failure (a backend gone, Ctrl-C) stops the run: what is written stays, the rest resumes.
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        tasks = TaskSet()
+        running = [tasks.spawn(harness.run(trial, progress)) for trial in harness.pending(progress)]
+        await tasks.join()
+        return [task.result() for task in running]
 
 
-class _Runner:
+class _Harness:
     def __init__(
         self, plan: EvalPlan, backend: Backend, solve: SolveFn, results: ResultsFile, concurrency: int
     ) -> None:
@@ -117,72 +121,78 @@ class _Runner:
         self.generating = asyncio.Semaphore(concurrency)
         # Scoring runs programs on the CPU; more at once than cores only slows each down.
         self.scoring = asyncio.Semaphore(os.cpu_count() or 1)
-        task = plan.dataset.task
-        configs = [CepoConfig().merged({"task": task, **overrides}) for overrides in plan.settings]
-        self.settings = [
-            Setting(
-                overrides,
-                config,
-                {
-                    method: settings_hash(config.model_dump(mode="json"), backend.model, method)
-                    for method in plan.methods
-                },
-            )
-            for overrides, config in zip(plan.settings, configs, strict=True)
-        ]
+        self.settings = self._settings()
 
-    def pending_jobs(self, progress: Progress | None) -> list[Job]:
-        """Jobs without a record yet, problem by problem, so every method advances together."""
+    def _settings(self) -> list[list[Setting]]:
+        """Per configuration, the settings of each method, each method's own once: a sweep of a cepo
+        setting does not run plain again for every value."""
+        seen: set[tuple[str, str]] = set()
+        settings: list[list[Setting]] = []
+        for overrides in self.plan.settings:
+            settings.append([])
+            for method in self.plan.methods:
+                known = get_method(method).settings.known()
+                own = {name: value for name, value in overrides.items() if name in known}
+                config = configure(get_method(method), {"task": self.plan.dataset.task, **overrides})
+                digest = settings_hash(config.model_dump(mode="json"), self.backend.model, method)
+                if (method, digest) not in seen:
+                    seen.add((method, digest))
+                    settings[-1].append(Setting(method, own, config, digest))
+        return settings
+
+    def pending(self, progress: Progress | None) -> list[Trial]:
+        """Trials without a record yet, problem by problem, so every method advances together."""
         done = {record.key: record for record in self.results.read()}
-        pending: list[Job] = []
+        pending: list[Trial] = []
         totals: dict[str, int] = {}
         finished: dict[str, list[Record]] = {}
         for sample in range(self.plan.samples):
-            for setting in self.settings:
+            for settings in self.settings:
                 for problem in self.plan.problems:
-                    for method in self.plan.methods:
-                        job = Job(problem, method, setting, sample)
-                        totals[job.group] = totals.get(job.group, 0) + 1
-                        record = done.get((self.plan.dataset.name, problem.id, method, job.digest, sample))
+                    for setting in settings:
+                        trial = Trial(problem, setting, sample)
+                        totals[trial.group] = totals.get(trial.group, 0) + 1
+                        key = (self.plan.dataset.name, problem.id, trial.method, trial.digest, sample)
+                        record = done.get(key)
                         if record is None:
-                            pending.append(job)
+                            pending.append(trial)
                         else:
-                            finished.setdefault(job.group, []).append(record)
+                            finished.setdefault(trial.group, []).append(record)
         if progress is not None:
             for group, total in totals.items():
                 progress.begin(group, total, finished.get(group, []))
         return pending
 
-    async def run(self, job: Job, progress: Progress | None) -> Record:
-        record = await self._attempt(job)
+    async def run(self, trial: Trial, progress: Progress | None) -> Record:
+        record = await self._attempt(trial)
         self.results.append(record)
         if progress is not None:
-            progress.advance(job.group, record)
+            progress.advance(trial.group, record)
         return record
 
-    async def _attempt(self, job: Job) -> Record:
+    async def _attempt(self, trial: Trial) -> Record:
         async with self.generating:
             started = time.perf_counter()
             try:
                 result = await self.solve(
-                    job.method,
+                    trial.method,
                     self.backend,
-                    job.problem.messages,
-                    config=job.config,
-                    tests=job.problem.tests or None,
+                    trial.problem.messages,
+                    config=trial.config,
+                    tests=trial.problem.tests or None,
                 )
             except GenerationError as error:  # this problem can never run (too long for the context)
-                return self._failed(job, error, time.perf_counter() - started)
+                return self._failed(trial, error, time.perf_counter() - started)
         async with self.scoring:
-            score = await self.plan.dataset.score(job.problem, result.answer)
+            score = await self.plan.dataset.score(trial.problem, result.answer)
         usage = result.usage
         return Record(
-            **self._identity(job),
+            **self._identity(trial),
             answer=result.answer,
             candidates=[candidate.model_dump(mode="json") for candidate in result.candidates],
             chosen=result.chosen,
             passed=score.passed,
-            candidates_passed=await self._score_candidates(job, result, score.passed),
+            candidates_passed=await self._score_candidates(trial, result, score.passed),
             detail=score.detail,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
@@ -191,7 +201,7 @@ class _Runner:
             seconds=result.seconds,
         )
 
-    async def _score_candidates(self, job: Job, result: MethodResult, chosen_passed: bool) -> list[bool]:
+    async def _score_candidates(self, trial: Trial, result: MethodResult, chosen_passed: bool) -> list[bool]:
         """Whether each candidate would have passed had it been chosen: with the chosen one's score, this
         tells a selection that missed a right candidate from candidates that were all wrong."""
         verdicts = {result.answer: chosen_passed}  # candidates often agree: each answer is run once
@@ -203,13 +213,13 @@ class _Runner:
             answer = delivered_answer(candidate, result.kind)
             if answer not in verdicts:
                 async with self.scoring:
-                    verdicts[answer] = (await self.plan.dataset.score(job.problem, answer)).passed
+                    verdicts[answer] = (await self.plan.dataset.score(trial.problem, answer)).passed
             passed.append(verdicts[answer])
         return passed
 
-    def _failed(self, job: Job, error: GenerationError, seconds: float) -> Record:
+    def _failed(self, trial: Trial, error: GenerationError, seconds: float) -> Record:
         return Record(
-            **self._identity(job),
+            **self._identity(trial),
             answer="",
             passed=False,
             candidates_passed=[],  # no candidates, and none passed: the report counts it as a miss
@@ -220,13 +230,13 @@ class _Runner:
             seconds=seconds,
         )
 
-    def _identity(self, job: Job) -> dict[str, Any]:
+    def _identity(self, trial: Trial) -> dict[str, Any]:
         return {
             "dataset": self.plan.dataset.name,
-            "problem": job.problem.id,
-            "method": job.method,
-            "settings": job.setting.overrides,
-            "settings_hash": job.digest,
-            "sample": job.sample,
+            "problem": trial.problem.id,
+            "method": trial.method,
+            "settings": trial.setting.overrides,
+            "settings_hash": trial.digest,
+            "sample": trial.sample,
             "model": self.backend.model,
         }
