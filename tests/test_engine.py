@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 
 import pytest
 
-from cepo.backends import BranchEnd, Sampling, TokenEvent, open_backend
+from cepo.backends import (
+    BranchEnd,
+    Completion,
+    GenerationStream,
+    Sampling,
+    TokenEvent,
+    open_backend,
+)
 from cepo.backends.llama import EngineConfig, LlamaEngine, shared_engine
 from cepo.errors import GenerationError
 
@@ -35,13 +44,14 @@ async def test_greedy_branches_in_one_batch_match_the_prompt_alone(engine: Llama
 async def test_branches_share_one_prefill(engine: LlamaEngine) -> None:
     prompt = [{"role": "user", "content": "Describe a quiet harbour town at dawn, in a few sentences."}]
     engine.clear_cache()
-    used_before = engine.kv.used_cells
+    before = engine.stats()
+    assert before["cached_sequences"] == 0  # cleared by the time clear_cache returns
     stream = engine.stream(prompt, n=8, sampling=Sampling(temperature=0.8, max_tokens=1, seed=3))
     async for _ in stream:
         pass
     completion = stream.completion()
     # Eight one-token branches decode nothing beyond the prompt: its cells exist once, not eight times.
-    assert engine.kv.used_cells - used_before == completion.prompt_tokens
+    assert engine.stats()["kv_cells_used"] - before["kv_cells_used"] == completion.prompt_tokens
     assert all(b.tokens == 1 for b in completion.branches)
 
 
@@ -180,6 +190,49 @@ async def test_past_busy_cells_a_request_waits_until_the_running_ones_finish() -
         engine.close()
 
 
+async def test_stats_read_while_branches_decode_stay_consistent(engine: LlamaEngine) -> None:
+    # /metrics reads stats() on its own thread at every scrape. Here a thread reads it once for every event
+    # the caller receives (a handshake, not a busy loop, so it does not starve the scheduler of the GIL)
+    # while eight branches of two requests decode and end.
+    scrapes: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: read once more; False: stop
+    seen: list[dict[str, int]] = []
+    errors: list[BaseException] = []
+
+    def scrape() -> None:
+        try:
+            while scrapes.get():
+                seen.append(engine.stats())
+        except BaseException as error:
+            errors.append(error)
+
+    async def read(stream: GenerationStream) -> Completion:
+        async for _ in stream:
+            scrapes.put(True)
+        return stream.completion()
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    try:
+        sampling = Sampling(temperature=0.8, max_tokens=48, ignore_eos=True, seed=5)
+        streams = [engine.stream(QUESTION, 4, sampling), engine.stream("Count: one, two,", 4, sampling)]
+        completions = await asyncio.gather(*(read(stream) for stream in streams))
+    finally:
+        scrapes.put(False)
+        scraper.join()
+
+    assert errors == []
+    assert all(b.tokens == 48 for c in completions for b in c.branches)
+    assert any(stats["live_branches"] > 0 for stats in seen)  # it read while branches decoded
+    for stats in seen:
+        assert stats["kv_cells"] == engine.n_cells
+        assert stats["kv_cells_live"] <= stats["kv_cells_used"] <= engine.n_cells
+        assert stats["waiting_requests"] + stats["active_requests"] <= 2
+        assert stats["live_branches"] <= 4 * stats["active_requests"]
+        assert stats["kv_cells_live"] > 0 or stats["live_branches"] == 0
+    assert_all_freed(engine)
+    assert engine.stats()["waiting_requests"] == 0
+
+
 def test_a_caller_whose_event_loop_closed_does_not_disturb_the_others(engine: LlamaEngine) -> None:
     async def abandon() -> None:
         engine.stream(QUESTION, n=2, sampling=Sampling(max_tokens=300, ignore_eos=True))  # never read
@@ -204,6 +257,8 @@ async def test_an_engine_with_its_own_thread_count_is_not_the_shared_one(engine:
 async def test_a_closed_shared_engine_is_replaced_not_reused() -> None:
     first = shared_engine()
     first.close()
+    with pytest.raises(GenerationError, match="closed"):
+        first.clear_cache()  # no scheduler thread is left to answer it
     second = shared_engine()
     try:
         assert second is not first

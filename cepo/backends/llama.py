@@ -1,11 +1,13 @@
 """The embedded engine: one GGUF model, every branch of every request decoding in one llama.cpp batch.
 
-A scheduler thread owns the llama.cpp context. Each step it builds one batch holding the next token of every
-live branch plus a chunk of any prompt still prefilling, calls `llama_decode` once, and samples each branch
-with its own native sampler chain. A request's prompt is prefilled once, into the sequence of its first
-branch; the other branches then share those KV cells (`llama_memory_seq_cp`) and sample their first token
-from the same logits. New requests join at the next step (continuous batching), finished branches leave their
-cells behind as a cache, and a prompt that starts with tokens some sequence already holds reuses those cells.
+A scheduler thread owns the llama.cpp context and all the engine's state: other threads post work to its
+inbox and read the stats it publishes. Each step it admits what fits (`scheduler.Scheduler`), builds one
+batch holding the next token of every live branch plus a chunk of any prompt still prefilling, calls
+`llama_decode` once, and samples each branch with its own native sampler chain. A request's prompt is
+prefilled once, into the sequence of its first branch; the other branches then share those KV cells
+(`llama_memory_seq_cp`) and sample their first token from the same logits. New requests join at the next
+step (continuous batching), finished branches leave their cells behind as a cache, and a prompt that starts
+with tokens some sequence already holds reuses those cells.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import jinja2
@@ -213,9 +216,12 @@ class LlamaEngine(Backend):
         self._eog_tokens: list[int] | None = None
 
         self.scheduler: Scheduler[_Branch] = Scheduler(self.kv, config.busy_cells, config.cache_cells)
-        self._inbox: queue.SimpleQueue[tuple[str, Generation[_Branch], int | None]] = queue.SimpleQueue()
+        # Other threads never change the engine's state: they post work that the scheduler thread runs.
+        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = False
+        self._closing = threading.Lock()  # clear_cache posts only before close starts: the thread answers it
+        self._snapshot = self.scheduler.snapshot()
         self._load = EngineLoad()
         self._thread = threading.Thread(target=self._run, name="cepo-engine", daemon=True)
         self._thread.start()
@@ -226,12 +232,14 @@ class LlamaEngine(Backend):
         tokens = self.tokenize_prompt(prompt)
         self._check_fits(len(tokens), n, sampling.max_tokens)
         # The callback is called only after `generation` below exists.
-        stream = GenerationStream(n, on_cancel=lambda branch: self._post("cancel", generation, branch))
+        stream = GenerationStream(
+            n, on_cancel=lambda branch: self._post(lambda: self._cancel(generation, branch))
+        )
         stream.prompt_tokens = len(tokens)
         generation: Generation[_Branch] = Generation(
             tokens, n, sampling, stream, submitted_at=time.perf_counter()
         )
-        self._post("submit", generation, None)
+        self._post(lambda: self.scheduler.submit(generation))
         return stream
 
     def tokenize_prompt(self, prompt: Prompt) -> list[int]:
@@ -264,33 +272,31 @@ class LlamaEngine(Backend):
         return list(buf[:count])
 
     def stats(self) -> dict[str, int]:
-        """A snapshot for metrics: requests waiting and running, live branches, KV cells in use."""
-        active = list(self.scheduler.active)
-        return {
-            "waiting_requests": len(self.scheduler.waiting),
-            "active_requests": len(active),
-            "live_branches": sum(not b.finished for g in active for b in g.branches),
-            "kv_cells": self.n_cells,
-            "kv_cells_used": self.kv.used_cells,
-            "kv_cells_live": self.kv.live_cells(),
-            "cached_sequences": self.kv.cached_seqs(),
-        }
+        """For metrics: requests waiting and running, live branches, KV cells in use, as the scheduler
+        published them at its last step (a scrape reads no state the scheduler thread is changing)."""
+        return asdict(self._snapshot)
 
     def load(self) -> EngineLoad:
         """A snapshot of the running totals (see EngineLoad)."""
         return replace(self._load)
 
     def clear_cache(self) -> None:
-        """Forget every cached prefix (benchmarks and tests want cold prefills)."""
-        self.kv.make_room(self.n_cells, self.config.n_seq_max)
+        """Forget every cached prefix (benchmarks and tests want cold prefills); returns once it is done."""
+        done = threading.Event()
+        with self._closing:
+            if self._stopping:
+                raise GenerationError("the engine was closed")
+            self._post(lambda: self._clear_cache(done))
+        done.wait()
 
     async def aclose(self) -> None:
         self.close()
 
     def close(self) -> None:
-        if self._stopping:
-            return
-        self._stopping = True
+        with self._closing:
+            if self._stopping:
+                return
+            self._stopping = True
         with _engines_lock:
             if _engines.get(self.model_path) is self:
                 del _engines[self.model_path]  # the next shared_engine() call loads a live one
@@ -315,8 +321,8 @@ class LlamaEngine(Backend):
                 hint="lower n or max_tokens, or start the engine with a larger n_ctx",
             )
 
-    def _post(self, kind: str, generation: Generation[_Branch], branch: int | None) -> None:
-        self._inbox.put((kind, generation, branch))
+    def _post(self, work: Callable[[], None]) -> None:
+        self._inbox.put(work)
         self._wake.set()
 
     # ----------------------------------------------------------------------------------- scheduler thread
@@ -331,29 +337,47 @@ class LlamaEngine(Backend):
                     continue
                 self._step()
             except Exception as error:  # fail the requests in flight, keep the engine serving
-                for generation in self.scheduler.active:
+                failed = self.scheduler.active
+                for generation in failed:
                     self._drop(generation)
+                self.scheduler.retire(failed)
+                self._publish()
+                for generation in failed:
                     generation.stream.end(GenerationError(f"llama.cpp failed: {error}"))
-                self.scheduler.active.clear()
+        self._read_inbox()  # what was posted before close: a clear_cache caller waits for its answer
         for generation in self.scheduler.waiting + self.scheduler.active:
             generation.stream.end(GenerationError("the engine was closed"))
 
     def _read_inbox(self) -> None:
         while True:
             try:
-                kind, generation, branch = self._inbox.get_nowait()
+                work = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            if kind == "submit":
-                self.scheduler.submit(generation)
-            elif branch is None:
-                self.scheduler.cancel_all(generation)
-            else:
-                generation.cancelled_branches.add(branch)
+            work()
+
+    def _cancel(self, generation: Generation[_Branch], branch: int | None) -> None:
+        if branch is None:
+            self.scheduler.cancel_all(generation)
+        else:
+            generation.cancelled_branches.add(branch)
+
+    def _clear_cache(self, done: threading.Event) -> None:
+        self.kv.make_room(self.n_cells, self.config.n_seq_max)
+        self._publish()
+        done.set()
+
+    def _publish(self) -> None:
+        """Replace the stats snapshot whole. Called before callers are told of a change, so that what they
+        read once told is settled."""
+        self._snapshot = self.scheduler.snapshot()
 
     def _admit(self) -> None:
         """Start the waiting generations that fit (see Scheduler.admit); end those that never will start."""
-        for generation, error in self.scheduler.admit():
+        unstarted = self.scheduler.admit()
+        if unstarted:
+            self._publish()
+        for generation, error in unstarted:
             if error is None:
                 generation.stream.push(_cancelled_before_start(generation))
             generation.stream.end(error)
@@ -523,8 +547,8 @@ class LlamaEngine(Backend):
                 ended.append(generation)
             elif generation.branches and all(b.finished for b in generation.branches):
                 ended.append(generation)
-        # Leave the active list before telling callers, so what they read of the engine's state is settled.
         self.scheduler.retire(ended)
+        self._publish()
         for generation in list(self.scheduler.active) + ended:
             if events.get(id(generation)):
                 generation.stream.push(events[id(generation)])
