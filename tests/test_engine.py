@@ -13,6 +13,7 @@ from cepo.backends import (
     Completion,
     GenerationStream,
     Sampling,
+    StreamEvent,
     TokenEvent,
     open_backend,
 )
@@ -159,15 +160,33 @@ async def test_requests_that_can_never_fit_fail_clearly(engine: LlamaEngine) -> 
         engine.stream([{"role": "user"}], n=1)
 
 
-async def test_requests_beyond_free_cells_wait_for_room(engine: LlamaEngine) -> None:
-    # Each request reserves n x max_tokens cells; together they need more than the cache holds, so the
-    # later ones queue until earlier ones finish, and all complete.
-    budget = engine.n_cells // 4
-    sampling = Sampling(temperature=0, max_tokens=budget)  # greedy: ends on its own after a few dozen tokens
+async def test_requests_beyond_free_cells_wait_for_room(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each request reserves its prompt and max_tokens cells, more than half the cache: the three are
+    # submitted together, but each is admitted (and streams its first event) only once the one before it
+    # has ended and freed its cells.
+    delivered: list[tuple[GenerationStream, StreamEvent]] = []
+    push = GenerationStream.push
+
+    def record(stream: GenerationStream, events: list[StreamEvent]) -> None:
+        delivered.extend((stream, event) for event in events)  # in the scheduler thread's order
+        push(stream, events)
+
+    monkeypatch.setattr(GenerationStream, "push", record)
+    sampling = Sampling(temperature=0, max_tokens=engine.n_cells // 2)  # greedy: ends after a few tokens
     short = [{"role": "user", "content": "Name a colour."}]
-    results = await asyncio.gather(*(engine.generate(short, n=2, sampling=sampling) for _ in range(3)))
-    assert all(b.finish_reason in ("stop", "length") for r in results for b in r.branches)
-    assert any(r.branches[0].timings.queue_s > 0 for r in results)
+    streams = [engine.stream(short, 1, sampling) for _ in range(3)]
+    for stream in streams:
+        async for _ in stream:
+            pass
+        assert stream.completion().branches[0].finish_reason in ("stop", "length")
+
+    order = [stream for stream, _ in delivered]
+    first = [order.index(stream) for stream in streams]
+    last = [len(order) - 1 - order[::-1].index(stream) for stream in streams]
+    assert all(isinstance(delivered[i][1], BranchEnd) for i in last)
+    assert first[1] > last[0] and first[2] > last[1]  # oldest first, each after the one before it ended
     assert_all_freed(engine)
 
 
