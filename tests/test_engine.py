@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 
 import pytest
 
-from cepo.backends import BranchEnd, Sampling, TokenEvent, open_backend
+from cepo.backends import (
+    BranchEnd,
+    Completion,
+    GenerationStream,
+    Sampling,
+    StreamEvent,
+    TokenEvent,
+    open_backend,
+)
 from cepo.backends.llama import EngineConfig, LlamaEngine, shared_engine
 from cepo.errors import GenerationError
 
@@ -35,13 +45,14 @@ async def test_greedy_branches_in_one_batch_match_the_prompt_alone(engine: Llama
 async def test_branches_share_one_prefill(engine: LlamaEngine) -> None:
     prompt = [{"role": "user", "content": "Describe a quiet harbour town at dawn, in a few sentences."}]
     engine.clear_cache()
-    used_before = engine.kv.used_cells
+    before = engine.stats()
+    assert before["cached_sequences"] == 0  # cleared by the time clear_cache returns
     stream = engine.stream(prompt, n=8, sampling=Sampling(temperature=0.8, max_tokens=1, seed=3))
     async for _ in stream:
         pass
     completion = stream.completion()
     # Eight one-token branches decode nothing beyond the prompt: its cells exist once, not eight times.
-    assert engine.kv.used_cells - used_before == completion.prompt_tokens
+    assert engine.stats()["kv_cells_used"] - before["kv_cells_used"] == completion.prompt_tokens
     assert all(b.tokens == 1 for b in completion.branches)
 
 
@@ -149,15 +160,33 @@ async def test_requests_that_can_never_fit_fail_clearly(engine: LlamaEngine) -> 
         engine.stream([{"role": "user"}], n=1)
 
 
-async def test_requests_beyond_free_cells_wait_for_room(engine: LlamaEngine) -> None:
-    # Each request reserves n x max_tokens cells; together they need more than the cache holds, so the
-    # later ones queue until earlier ones finish, and all complete.
-    budget = engine.n_cells // 4
-    sampling = Sampling(temperature=0, max_tokens=budget)  # greedy: ends on its own after a few dozen tokens
+async def test_requests_beyond_free_cells_wait_for_room(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each request reserves its prompt and max_tokens cells, more than half the cache: the three are
+    # submitted together, but each is admitted (and streams its first event) only once the one before it
+    # has ended and freed its cells.
+    delivered: list[tuple[GenerationStream, StreamEvent]] = []
+    push = GenerationStream.push
+
+    def record(stream: GenerationStream, events: list[StreamEvent]) -> None:
+        delivered.extend((stream, event) for event in events)  # in the scheduler thread's order
+        push(stream, events)
+
+    monkeypatch.setattr(GenerationStream, "push", record)
+    sampling = Sampling(temperature=0, max_tokens=engine.n_cells // 2)  # greedy: ends after a few tokens
     short = [{"role": "user", "content": "Name a colour."}]
-    results = await asyncio.gather(*(engine.generate(short, n=2, sampling=sampling) for _ in range(3)))
-    assert all(b.finish_reason in ("stop", "length") for r in results for b in r.branches)
-    assert any(r.branches[0].timings.queue_s > 0 for r in results)
+    streams = [engine.stream(short, 1, sampling) for _ in range(3)]
+    for stream in streams:
+        async for _ in stream:
+            pass
+        assert stream.completion().branches[0].finish_reason in ("stop", "length")
+
+    order = [stream for stream, _ in delivered]
+    first = [order.index(stream) for stream in streams]
+    last = [len(order) - 1 - order[::-1].index(stream) for stream in streams]
+    assert all(isinstance(delivered[i][1], BranchEnd) for i in last)
+    assert first[1] > last[0] and first[2] > last[1]  # oldest first, each after the one before it ended
     assert_all_freed(engine)
 
 
@@ -178,6 +207,49 @@ async def test_past_busy_cells_a_request_waits_until_the_running_ones_finish() -
         assert second.completion().branches[0].tokens == 40
     finally:
         engine.close()
+
+
+async def test_stats_read_while_branches_decode_stay_consistent(engine: LlamaEngine) -> None:
+    # /metrics reads stats() on its own thread at every scrape. Here a thread reads it once for every event
+    # the caller receives (a handshake, not a busy loop, so it does not starve the scheduler of the GIL)
+    # while eight branches of two requests decode and end.
+    scrapes: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: read once more; False: stop
+    seen: list[dict[str, int]] = []
+    errors: list[BaseException] = []
+
+    def scrape() -> None:
+        try:
+            while scrapes.get():
+                seen.append(engine.stats())
+        except BaseException as error:
+            errors.append(error)
+
+    async def read(stream: GenerationStream) -> Completion:
+        async for _ in stream:
+            scrapes.put(True)
+        return stream.completion()
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    try:
+        sampling = Sampling(temperature=0.8, max_tokens=48, ignore_eos=True, seed=5)
+        streams = [engine.stream(QUESTION, 4, sampling), engine.stream("Count: one, two,", 4, sampling)]
+        completions = await asyncio.gather(*(read(stream) for stream in streams))
+    finally:
+        scrapes.put(False)
+        scraper.join()
+
+    assert errors == []
+    assert all(b.tokens == 48 for c in completions for b in c.branches)
+    assert any(stats["live_branches"] > 0 for stats in seen)  # it read while branches decoded
+    for stats in seen:
+        assert stats["kv_cells"] == engine.n_cells
+        assert stats["kv_cells_live"] <= stats["kv_cells_used"] <= engine.n_cells
+        assert stats["waiting_requests"] + stats["active_requests"] <= 2
+        assert stats["live_branches"] <= 4 * stats["active_requests"]
+        assert stats["kv_cells_live"] > 0 or stats["live_branches"] == 0
+    assert_all_freed(engine)
+    assert engine.stats()["waiting_requests"] == 0
 
 
 def test_a_caller_whose_event_loop_closed_does_not_disturb_the_others(engine: LlamaEngine) -> None:
@@ -204,6 +276,8 @@ async def test_an_engine_with_its_own_thread_count_is_not_the_shared_one(engine:
 async def test_a_closed_shared_engine_is_replaced_not_reused() -> None:
     first = shared_engine()
     first.close()
+    with pytest.raises(GenerationError, match="closed"):
+        first.clear_cache()  # no scheduler thread is left to answer it
     second = shared_engine()
     try:
         assert second is not first

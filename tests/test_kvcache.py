@@ -99,3 +99,26 @@ def test_long_prefixes_compare_exactly() -> None:
     kv.append(seq, tokens)
     assert kv.longest_prefix([*tokens[:700], -1]) == (seq, 700)
     assert kv.longest_prefix([*tokens, 5]) == (seq, 1000)
+
+
+def test_live_cells_are_counted_through_every_change() -> None:
+    kv = KVCache(RecordingMemory(), n_cells=100, n_seqs=4)
+
+    def counted_from_scratch() -> int:
+        return len({cell for entry in kv._seqs.values() if entry.live for cell in entry.cells})
+
+    prompt = kv.acquire()
+    kv.append(prompt, [1, 2, 3])
+    branch = kv.acquire()
+    kv.copy(prompt, branch)
+    kv.append(branch, [4])
+    assert kv.live_cells() == counted_from_scratch() == 4
+    kv.release(prompt, keep=True)  # the branch still holds the prompt's cells
+    assert kv.live_cells() == counted_from_scratch() == 4
+    reuser = kv.acquire()
+    kv.copy(prompt, reuser, 2)  # a live copy of a cached prefix
+    kv.release(branch, keep=False)
+    assert kv.live_cells() == counted_from_scratch() == 2
+    kv.release(reuser, keep=True)
+    assert kv.live_cells() == counted_from_scratch() == 0
+    assert kv.used_cells == 3

@@ -39,7 +39,8 @@ class KVCache:
         self.n_cells = n_cells
         self.n_seqs = n_seqs
         self._seqs: dict[int, _Sequence] = {}
-        self._refs: Counter[int] = Counter()
+        self._refs: Counter[int] = Counter()  # cell -> sequences holding it
+        self._live_refs: Counter[int] = Counter()  # cell -> live sequences holding it, so counting is O(1)
         self._cell_ids = itertools.count()
         self._clock = itertools.count(1)
 
@@ -58,7 +59,7 @@ class KVCache:
 
     def live_cells(self) -> int:
         """Cells that some live sequence needs (the rest could be evicted)."""
-        return len({cell for seq in self._seqs.values() if seq.live for cell in seq.cells})
+        return len(self._live_refs)
 
     def cached_seqs(self) -> int:
         return sum(not seq.live for seq in self._seqs.values())
@@ -84,6 +85,8 @@ class KVCache:
         entry.tokens.extend(tokens)
         entry.cells.extend(cells)
         self._refs.update(cells)
+        if entry.live:
+            self._live_refs.update(cells)
 
     def copy(self, src: int, dst: int, length: int | None = None) -> None:
         """Make empty `dst` share the first `length` cells of `src` (all of them by default)."""
@@ -94,6 +97,8 @@ class KVCache:
         target.tokens = source.tokens[:length]
         target.cells = source.cells[:length]
         self._refs.update(target.cells)
+        if target.live:
+            self._live_refs.update(target.cells)
         source.last_used = next(self._clock)
 
     def release(self, seq: int, keep: bool) -> None:
@@ -102,6 +107,7 @@ class KVCache:
             entry = self._seqs[seq]
             entry.live = False
             entry.last_used = next(self._clock)
+            _unref(self._live_refs, entry.cells)
         else:
             self._remove(seq)
 
@@ -130,21 +136,25 @@ class KVCache:
     def trim(self, max_cached: int) -> None:
         """Evict cached sequences, least recently used first, until the cells that only cached sequences
         hold number at most `max_cached`."""
-        if self.used_cells <= max_cached:
-            return  # cheap: no need to count the live cells
-        live = self.live_cells()
         for _, seq in sorted((e.last_used, s) for s, e in self._seqs.items() if not e.live):
-            if self.used_cells - live <= max_cached:
+            if self.used_cells - self.live_cells() <= max_cached:
                 return
             self._remove(seq)
 
     def _remove(self, seq: int) -> None:
         entry = self._seqs.pop(seq)
         self.memory.seq_rm(seq, -1, -1)
-        self._refs.subtract(entry.cells)
-        for cell in entry.cells:
-            if self._refs[cell] <= 0:
-                del self._refs[cell]
+        _unref(self._refs, entry.cells)
+        if entry.live:
+            _unref(self._live_refs, entry.cells)
+
+
+def _unref(refs: Counter[int], cells: list[int]) -> None:
+    """Drop one reference to each cell; a cell nothing refers to any more leaves the count."""
+    refs.subtract(cells)
+    for cell in cells:
+        if refs[cell] <= 0:
+            del refs[cell]
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:

@@ -1,11 +1,13 @@
 """The embedded engine: one GGUF model, every branch of every request decoding in one llama.cpp batch.
 
-A scheduler thread owns the llama.cpp context. Each step it builds one batch holding the next token of every
-live branch plus a chunk of any prompt still prefilling, calls `llama_decode` once, and samples each branch
-with its own native sampler chain. A request's prompt is prefilled once, into the sequence of its first
-branch; the other branches then share those KV cells (`llama_memory_seq_cp`) and sample their first token
-from the same logits. New requests join at the next step (continuous batching), finished branches leave their
-cells behind as a cache, and a prompt that starts with tokens some sequence already holds reuses those cells.
+A scheduler thread owns the llama.cpp context and all the engine's state: other threads post work to its
+inbox and read the stats it publishes. Each step it admits what fits (`scheduler.Scheduler`), builds one
+batch holding the next token of every live branch plus a chunk of any prompt still prefilling, calls
+`llama_decode` once, and samples each branch with its own native sampler chain. A request's prompt is
+prefilled once, into the sequence of its first branch; the other branches then share those KV cells
+(`llama_memory_seq_cp`) and sample their first token from the same logits. New requests join at the next
+step (continuous batching), finished branches leave their cells behind as a cache, and a prompt that starts
+with tokens some sequence already holds reuses those cells.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import jinja2
@@ -40,6 +43,7 @@ from cepo.backends.base import (
 )
 from cepo.backends.kvcache import KVCache
 from cepo.backends.model_files import check_model_file
+from cepo.backends.scheduler import Generation, Scheduler
 from cepo.backends.stops import StopMatcher
 from cepo.backends.weights import cpu_weights
 from cepo.errors import GenerationError, ModelError
@@ -137,35 +141,8 @@ class _Branch:
     first_token_at: float = 0.0
 
 
-@dataclass(eq=False)
-class _Request:
-    tokens: list[int]
-    n: int
-    sampling: Sampling
-    stream: GenerationStream
-    submitted_at: float
-    branches: list[_Branch] = field(default_factory=list)
-    seqs: list[int] = field(default_factory=list)
-    prefilled: int = 0  # prompt tokens already in the KV cache of seqs[0]
-    admitted_at: float = 0.0
-    prefilled_at: float = 0.0
-    cancel_all: bool = False
-    cancelled_branches: set[int] = field(default_factory=set)
-
-    @property
-    def prefilling(self) -> bool:
-        return self.prefilled < len(self.tokens)
-
-    def reserved_cells(self) -> int:
-        """Cells this request may still fill: the rest of its prompt, each live branch's remaining budget."""
-        budget = self.sampling.max_tokens
-        if not self.branches:
-            return len(self.tokens) - self.prefilled + self.n * budget
-        return sum(budget - b.generated for b in self.branches if not b.finished)
-
-
-def _cancelled_before_start(request: _Request) -> list[StreamEvent]:
-    return [BranchEnd(Branch(i, "", 0, "cancelled")) for i in range(request.n)]
+def _cancelled_before_start(generation: Generation[_Branch]) -> list[StreamEvent]:
+    return [BranchEnd(Branch(i, "", 0, "cancelled")) for i in range(generation.n)]
 
 
 _init_lock = threading.Lock()
@@ -238,12 +215,13 @@ class LlamaEngine(Backend):
         self._piece_buf = ctypes.create_string_buffer(256)
         self._eog_tokens: list[int] | None = None
 
-        self._inbox: queue.SimpleQueue[tuple[str, _Request, int | None]] = queue.SimpleQueue()
+        self.scheduler: Scheduler[_Branch] = Scheduler(self.kv, config.busy_cells, config.cache_cells)
+        # Other threads never change the engine's state: they post work that the scheduler thread runs.
+        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake = threading.Event()
-        self._waiting: list[_Request] = []
-        self._active: list[_Request] = []
         self._stopping = False
-        self._room_changed = False  # a request arrived or cells were freed since admission last gave up
+        self._closing = threading.Lock()  # clear_cache posts only before close starts: the thread answers it
+        self._snapshot = self.scheduler.snapshot()
         self._load = EngineLoad()
         self._thread = threading.Thread(target=self._run, name="cepo-engine", daemon=True)
         self._thread.start()
@@ -253,11 +231,15 @@ class LlamaEngine(Backend):
         sampling = sampling or Sampling()
         tokens = self.tokenize_prompt(prompt)
         self._check_fits(len(tokens), n, sampling.max_tokens)
-        # The callback is called only after `request` below exists.
-        stream = GenerationStream(n, on_cancel=lambda branch: self._post("cancel", request, branch))
+        # The callback is called only after `generation` below exists.
+        stream = GenerationStream(
+            n, on_cancel=lambda branch: self._post(lambda: self._cancel(generation, branch))
+        )
         stream.prompt_tokens = len(tokens)
-        request = _Request(tokens, n, sampling, stream, submitted_at=time.perf_counter())
-        self._post("submit", request, None)
+        generation: Generation[_Branch] = Generation(
+            tokens, n, sampling, stream, submitted_at=time.perf_counter()
+        )
+        self._post(lambda: self.scheduler.submit(generation))
         return stream
 
     def tokenize_prompt(self, prompt: Prompt) -> list[int]:
@@ -290,33 +272,31 @@ class LlamaEngine(Backend):
         return list(buf[:count])
 
     def stats(self) -> dict[str, int]:
-        """A snapshot for metrics: requests waiting and running, live branches, KV cells in use."""
-        active = list(self._active)
-        return {
-            "waiting_requests": len(self._waiting),
-            "active_requests": len(active),
-            "live_branches": sum(not b.finished for r in active for b in r.branches),
-            "kv_cells": self.n_cells,
-            "kv_cells_used": self.kv.used_cells,
-            "kv_cells_live": self.kv.live_cells(),
-            "cached_sequences": self.kv.cached_seqs(),
-        }
+        """For metrics: requests waiting and running, live branches, KV cells in use, as the scheduler
+        published them at its last step (a scrape reads no state the scheduler thread is changing)."""
+        return asdict(self._snapshot)
 
     def load(self) -> EngineLoad:
         """A snapshot of the running totals (see EngineLoad)."""
         return replace(self._load)
 
     def clear_cache(self) -> None:
-        """Forget every cached prefix (benchmarks and tests want cold prefills)."""
-        self.kv.make_room(self.n_cells, self.config.n_seq_max)
+        """Forget every cached prefix (benchmarks and tests want cold prefills); returns once it is done."""
+        done = threading.Event()
+        with self._closing:
+            if self._stopping:
+                raise GenerationError("the engine was closed")
+            self._post(lambda: self._clear_cache(done))
+        done.wait()
 
     async def aclose(self) -> None:
         self.close()
 
     def close(self) -> None:
-        if self._stopping:
-            return
-        self._stopping = True
+        with self._closing:
+            if self._stopping:
+                return
+            self._stopping = True
         with _engines_lock:
             if _engines.get(self.model_path) is self:
                 del _engines[self.model_path]  # the next shared_engine() call loads a live one
@@ -341,8 +321,8 @@ class LlamaEngine(Backend):
                 hint="lower n or max_tokens, or start the engine with a larger n_ctx",
             )
 
-    def _post(self, kind: str, request: _Request, branch: int | None) -> None:
-        self._inbox.put((kind, request, branch))
+    def _post(self, work: Callable[[], None]) -> None:
+        self._inbox.put(work)
         self._wake.set()
 
     # ----------------------------------------------------------------------------------- scheduler thread
@@ -351,103 +331,87 @@ class LlamaEngine(Backend):
             try:
                 self._read_inbox()
                 self._admit()
-                if not self._active:
+                if not self.scheduler.active:
                     self._wake.wait()
                     self._wake.clear()
                     continue
                 self._step()
             except Exception as error:  # fail the requests in flight, keep the engine serving
-                for request in self._active:
-                    self._drop(request)
-                    request.stream.end(GenerationError(f"llama.cpp failed: {error}"))
-                self._active.clear()
-        for request in self._waiting + self._active:
-            request.stream.end(GenerationError("the engine was closed"))
+                failed = self.scheduler.active
+                for generation in failed:
+                    self._drop(generation)
+                self.scheduler.retire(failed)
+                self._publish()
+                for generation in failed:
+                    generation.stream.end(GenerationError(f"llama.cpp failed: {error}"))
+        self._read_inbox()  # what was posted before close: a clear_cache caller waits for its answer
+        for generation in self.scheduler.waiting + self.scheduler.active:
+            generation.stream.end(GenerationError("the engine was closed"))
 
     def _read_inbox(self) -> None:
         while True:
             try:
-                kind, request, branch = self._inbox.get_nowait()
+                work = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            if kind == "submit":
-                self._waiting.append(request)
-                self._room_changed = True
-            elif branch is None:
-                request.cancel_all = True
-                self._room_changed = True
-            else:
-                request.cancelled_branches.add(branch)
+            work()
+
+    def _cancel(self, generation: Generation[_Branch], branch: int | None) -> None:
+        if branch is None:
+            self.scheduler.cancel_all(generation)
+        else:
+            generation.cancelled_branches.add(branch)
+
+    def _clear_cache(self, done: threading.Event) -> None:
+        self.kv.make_room(self.n_cells, self.config.n_seq_max)
+        self._publish()
+        done.set()
+
+    def _publish(self) -> None:
+        """Replace the stats snapshot whole. Called before callers are told of a change, so that what they
+        read once told is settled."""
+        self._snapshot = self.scheduler.snapshot()
 
     def _admit(self) -> None:
-        """Start waiting requests, oldest first, while their worst case fits beside the running ones (and,
-        unless nothing runs, within `busy_cells`)."""
-        if not self._room_changed:
-            return  # nothing arrived or ended since the last try: it would fail the same way, every step
-        self._room_changed = False
-        self.kv.trim(self.config.cache_cells)  # once a step, after branches ended: not once per branch
-        for request in [r for r in self._waiting if r.cancel_all]:
-            self._waiting.remove(request)
-            request.stream.push(_cancelled_before_start(request))
-            request.stream.end()
-        while self._waiting:
-            request = self._waiting[0]
-            reserved = sum(r.reserved_cells() for r in self._active)
-            source, reused = self.kv.longest_prefix(request.tokens)
-            reused = min(reused, len(request.tokens) - 1)  # the last prompt token is decoded for its logits
-            budget = request.n * request.sampling.max_tokens
-            prompt = len(request.tokens)
-            if (
-                self._active
-                and self.kv.live_cells() + reserved + prompt - reused + budget > self.config.busy_cells
-            ):
-                return  # it would fit, but slow the running requests down more than its branches add
-            if not (
-                reused and self.kv.make_room(reserved + prompt - reused + budget, request.n, pinned=source)
-            ):
-                reused = 0  # without the cached prefix (which may be evicted now to make room)
-                if not self.kv.make_room(reserved + prompt + budget, request.n):
-                    if self._active:
-                        return  # wait for running requests to finish and free their cells
-                    # Nothing runs and it still does not fit: _check_fits prevents this, but never hang.
-                    self._waiting.pop(0)
-                    request.stream.end(GenerationError("request does not fit in the KV cache"))
-                    continue
-            self._waiting.pop(0)
-            request.seqs = [self.kv.acquire() for _ in range(request.n)]
-            if reused and source is not None:
-                self.kv.copy(source, request.seqs[0], reused)
-            request.prefilled = reused
-            request.stream.cached_tokens = reused
-            request.admitted_at = time.perf_counter()
-            self._active.append(request)
+        """Start the waiting generations that fit (see Scheduler.admit); end those that never will start."""
+        unstarted = self.scheduler.admit()
+        if unstarted:
+            self._publish()
+        for generation, error in unstarted:
+            if error is None:
+                generation.stream.push(_cancelled_before_start(generation))
+            generation.stream.end(error)
 
     def _step(self) -> None:
         started = time.perf_counter()
         events: dict[int, list[StreamEvent]] = {}
-        for request in self._active:
-            self._apply_cancels(request, events.setdefault(id(request), []))
+        for generation in self.scheduler.active:
+            self._apply_cancels(generation, events.setdefault(id(generation), []))
         batch, count = self._batch, 0
-        decoding = [b for r in self._active if not r.prefilling for b in r.branches if b.pending is not None]
+        decoding = [
+            b for g in self.scheduler.active if not g.prefilling for b in g.branches if b.pending is not None
+        ]
         for branch in decoding:
             count = self._add(batch, count, branch.pending, self._position(branch.seq), branch.seq, True)
             branch.out_index = count - 1
-        chunks: list[tuple[_Request, list[int], int]] = []
+        chunks: list[tuple[Generation[_Branch], list[int], int]] = []
         budget = min(self.config.prefill_chunk, self.config.n_batch - count)
-        for request in self._active:
+        for generation in self.scheduler.active:
             if budget <= 0:
                 break
-            if not request.prefilling or request.cancel_all:
+            if not generation.prefilling or generation.cancel_all:
                 continue
-            chunk = request.tokens[request.prefilled : request.prefilled + budget]
-            done = request.prefilled + len(chunk) == len(request.tokens)
+            chunk = generation.tokens[generation.prefilled : generation.prefilled + budget]
+            done = generation.prefilled + len(chunk) == len(generation.tokens)
             for offset, token in enumerate(chunk):
                 last = done and offset == len(chunk) - 1
-                count = self._add(batch, count, token, request.prefilled + offset, request.seqs[0], last)
-            chunks.append((request, chunk, count - 1))
+                count = self._add(
+                    batch, count, token, generation.prefilled + offset, generation.seqs[0], last
+                )
+            chunks.append((generation, chunk, count - 1))
             budget -= len(chunk)
         if count == 0:
-            self._finish_requests(events)
+            self._finish_generations(events)
             return
         batch.n_tokens = count
         status = llama.llama_decode(self._ctx, batch)
@@ -456,22 +420,22 @@ class LlamaEngine(Backend):
         now = time.perf_counter()
         for branch in decoding:
             self.kv.append(branch.seq, [branch.pending])
-        for request, chunk, out_index in chunks:
+        for generation, chunk, out_index in chunks:
             self._load.prefilled += len(chunk)
-            self.kv.append(request.seqs[0], chunk)
-            request.prefilled += len(chunk)
-            if not request.prefilling:
-                self._fork(request, out_index, now, events[id(request)])
-        for request in self._active:
-            sink = events[id(request)]
-            for branch in request.branches:
+            self.kv.append(generation.seqs[0], chunk)
+            generation.prefilled += len(chunk)
+            if not generation.prefilling:
+                self._fork(generation, out_index, now, events[id(generation)])
+        for generation in self.scheduler.active:
+            sink = events[id(generation)]
+            for branch in generation.branches:
                 if branch.pending is not None and branch.out_index >= 0 and not branch.finished:
-                    self._sample(request, branch, branch.out_index, now, sink)
+                    self._sample(generation, branch, branch.out_index, now, sink)
         seconds = time.perf_counter() - started
         self._load.steps += 1
         self._load.busy_s += seconds
         self._load.branch_s += len(decoding) * seconds
-        self._finish_requests(events)
+        self._finish_generations(events)
 
     def _add(self, batch: llama.llama_batch, i: int, token: int, pos: int, seq: int, logits: bool) -> int:
         batch.token[i] = token
@@ -484,26 +448,36 @@ class LlamaEngine(Backend):
     def _position(self, seq: int) -> int:
         return len(self.kv.tokens(seq))
 
-    def _fork(self, request: _Request, out_index: int, now: float, sink: list[StreamEvent]) -> None:
+    def _fork(
+        self, generation: Generation[_Branch], out_index: int, now: float, sink: list[StreamEvent]
+    ) -> None:
         """The prompt is in: every branch shares its cells and samples its first token from its logits."""
-        request.prefilled_at = now
-        first = request.seqs[0]
-        for index, seq in enumerate(request.seqs):
+        generation.prefilled_at = now
+        first = generation.seqs[0]
+        for index, seq in enumerate(generation.seqs):
             if seq != first:
                 self.kv.copy(first, seq)
-            seed = request.sampling.seed
+            seed = generation.sampling.seed
             branch_seed = random.getrandbits(32) if seed is None else (seed + index) & 0xFFFFFFFF
             branch = _Branch(
-                index, seq, self._sampler(request.sampling, branch_seed), StopMatcher(request.sampling.stop)
+                index,
+                seq,
+                self._sampler(generation.sampling, branch_seed),
+                StopMatcher(generation.sampling.stop),
             )
-            request.branches.append(branch)
-            if request.cancel_all or index in request.cancelled_branches:
-                self._end_branch(request, branch, "cancelled", now, sink)
+            generation.branches.append(branch)
+            if generation.cancel_all or index in generation.cancelled_branches:
+                self._end_branch(generation, branch, "cancelled", now, sink)
             else:
-                self._sample(request, branch, out_index, now, sink)
+                self._sample(generation, branch, out_index, now, sink)
 
     def _sample(
-        self, request: _Request, branch: _Branch, out_index: int, now: float, sink: list[StreamEvent]
+        self,
+        generation: Generation[_Branch],
+        branch: _Branch,
+        out_index: int,
+        now: float,
+        sink: list[StreamEvent],
     ) -> None:
         token = llama.llama_sampler_sample(branch.sampler, self._ctx, out_index)
         self._load.tokens += 1
@@ -512,23 +486,23 @@ class LlamaEngine(Backend):
         branch.out_index = -1
         if branch.generated == 1:
             branch.first_token_at = now
-        if not request.sampling.ignore_eos and llama.llama_vocab_is_eog(self._vocab, token):
-            self._end_branch(request, branch, "stop", now, sink)
+        if not generation.sampling.ignore_eos and llama.llama_vocab_is_eog(self._vocab, token):
+            self._end_branch(generation, branch, "stop", now, sink)
             return
         text, stopped = branch.stops.feed(branch.utf8.decode(self._piece(token)))
         if text:
             branch.parts.append(text)
             sink.append(TokenEvent(branch.index, text))
         if stopped:
-            self._end_branch(request, branch, "stop", now, sink, flush=False)
-        elif branch.generated >= request.sampling.max_tokens:
-            self._end_branch(request, branch, "length", now, sink)
+            self._end_branch(generation, branch, "stop", now, sink, flush=False)
+        elif branch.generated >= generation.sampling.max_tokens:
+            self._end_branch(generation, branch, "length", now, sink)
         else:
             branch.pending = token
 
     def _end_branch(
         self,
-        request: _Request,
+        generation: Generation[_Branch],
         branch: _Branch,
         reason: FinishReason,
         now: float,
@@ -542,51 +516,53 @@ class LlamaEngine(Backend):
                 sink.append(TokenEvent(branch.index, tail, tokens=0))
         branch.finished = True
         branch.pending = None
-        self._room_changed = True
+        self.scheduler.cells_freed()
         llama.llama_sampler_free(branch.sampler)
         self.kv.release(branch.seq, keep=self.config.keep_finished and reason != "cancelled")
         started = branch.first_token_at or now
         timings = Timings(
-            queue_s=request.admitted_at - request.submitted_at,
-            prefill_s=(request.prefilled_at or now) - request.admitted_at,
-            first_token_s=started - request.submitted_at if branch.generated else 0.0,
+            queue_s=generation.admitted_at - generation.submitted_at,
+            prefill_s=(generation.prefilled_at or now) - generation.admitted_at,
+            first_token_s=started - generation.submitted_at if branch.generated else 0.0,
             decode_s=now - started,
         )
         sink.append(BranchEnd(Branch(branch.index, "".join(branch.parts), branch.generated, reason, timings)))
 
-    def _apply_cancels(self, request: _Request, sink: list[StreamEvent]) -> None:
-        if request.prefilling or not (request.cancel_all or request.cancelled_branches):
+    def _apply_cancels(self, generation: Generation[_Branch], sink: list[StreamEvent]) -> None:
+        if generation.prefilling or not (generation.cancel_all or generation.cancelled_branches):
             return  # nothing to cancel, or no branches yet (_fork ends the cancelled ones)
         now = time.perf_counter()
-        for branch in request.branches:
-            if not branch.finished and (request.cancel_all or branch.index in request.cancelled_branches):
-                self._end_branch(request, branch, "cancelled", now, sink)
+        for branch in generation.branches:
+            if not branch.finished and (
+                generation.cancel_all or branch.index in generation.cancelled_branches
+            ):
+                self._end_branch(generation, branch, "cancelled", now, sink)
 
-    def _finish_requests(self, events: dict[int, list[StreamEvent]]) -> None:
+    def _finish_generations(self, events: dict[int, list[StreamEvent]]) -> None:
         ended = []
-        for request in self._active:
-            if request.cancel_all and request.prefilling:
-                self._drop(request)
-                events[id(request)] = _cancelled_before_start(request)
-                ended.append(request)
-            elif request.branches and all(b.finished for b in request.branches):
-                ended.append(request)
-        # Leave the active list before telling callers, so what they read of the engine's state is settled.
-        self._active = [r for r in self._active if r not in ended]
-        for request in list(self._active) + ended:
-            if events.get(id(request)):
-                request.stream.push(events[id(request)])
-        for request in ended:
-            request.stream.end()
+        for generation in self.scheduler.active:
+            if generation.cancel_all and generation.prefilling:
+                self._drop(generation)
+                events[id(generation)] = _cancelled_before_start(generation)
+                ended.append(generation)
+            elif generation.branches and all(b.finished for b in generation.branches):
+                ended.append(generation)
+        self.scheduler.retire(ended)
+        self._publish()
+        for generation in list(self.scheduler.active) + ended:
+            if events.get(id(generation)):
+                generation.stream.push(events[id(generation)])
+        for generation in ended:
+            generation.stream.end()
 
-    def _drop(self, request: _Request) -> None:
-        """Free every sequence of a request that ends before its branches finish (cancel or failure)."""
-        self._room_changed = True
-        for branch in request.branches:
+    def _drop(self, generation: Generation[_Branch]) -> None:
+        """Free every sequence of a generation that ends before its branches finish (cancel or failure)."""
+        self.scheduler.cells_freed()
+        for branch in generation.branches:
             if not branch.finished:
                 branch.finished = True
                 llama.llama_sampler_free(branch.sampler)
-        for seq in request.seqs:
+        for seq in generation.seqs:
             if self.kv.is_live(seq):
                 self.kv.release(seq, keep=False)
 
