@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from rich.progress import Progress
 from scripted_backend import ScriptedBackend, prompt_text
-from test_methods_cepo import EXECUTE, FINAL, PLAN, REFINE
+from test_methods_cepo import EXECUTE, FINAL, FIXED, PLAN, REFINE
 
 from cepo.bench.method import (
     SEQUENTIAL,
@@ -30,7 +30,10 @@ QUESTIONS = ["How many r's in strawberry?", "How many r's in error?"]
 async def test_the_figures_add_up_over_questions_and_runs() -> None:
     backend = ScriptedBackend(SCRIPT)
     with Progress(disable=True) as progress:
-        figures = await bench_methods(backend, ["cepo", SEQUENTIAL], QUESTIONS, {}, runs=2, progress=progress)
+        # The fixed fan-out: an early stop would come at another point when every call waits its turn.
+        figures = await bench_methods(
+            backend, ["cepo", SEQUENTIAL], QUESTIONS, FIXED, runs=2, progress=progress
+        )
 
     cepo, sequential = figures.methods
     assert (cepo.method, cepo.runs, cepo.answers) == ("cepo", 4, ["3"] * 4)

@@ -21,7 +21,10 @@ COMPARE = re.escape(prompts.COMPARE)
 APPROACHES = re.escape(prompts.APPROACHES.split("{n}")[1])
 
 QUESTION = "How many r's are in the word strawberry?"
+# The open loop of the published CePO: every candidate runs to its end, none is repaired, none added.
+FIXED = {"stop_when": "never", "repair_rounds": 0, "max_candidates": 3}
 SMALL = {
+    **FIXED,
     "plan": {"max_tokens": 20},
     "execute": {"max_tokens": 20},
     "refine": {"max_tokens": 20},
@@ -226,12 +229,14 @@ async def test_execution_rating_takes_a_short_answer_from_the_candidates_own_pro
     assert result.extracted == "3"
     assert result.candidates[0].checks.program_output == "3"
     assert "Python program" in backend.calls_to(EXECUTE)[0].last_message
-    # The final reply said 2; the answer shown, and scored, is the one the program computed.
-    assert result.answer == "2\n\nAnswer: 3"
+    # The final reply said 2; the answer shown, and scored, is the one line the program computed.
+    assert result.answer == "Answer: 3"
     assert extract_answer(result.answer, "number") == "3"
 
 
-@pytest.mark.parametrize(("final", "shown"), [("All done.", "All done.\n\nAnswer: 3"), ("", "Answer: 3")])
+@pytest.mark.parametrize(
+    ("final", "shown"), [("All done.", "Answer: 3"), ("", "Answer: 3"), ("It is 3.", "It is 3.")]
+)
 async def test_a_final_reply_that_drops_the_answer_is_shown_with_the_answer_an_earlier_step_stated(
     final: str, shown: str
 ) -> None:
@@ -364,4 +369,4 @@ async def test_a_program_answer_asked_directly_is_asked_for_as_a_program() -> No
     assert len(executions) == 9
     assert all("program" in call.last_message and call.last_message.endswith(QUESTION) for call in executions)
     assert result.extracted == "3"  # what the program printed
-    assert result.answer == "4\n\nAnswer: 3"
+    assert result.answer == "Answer: 3"

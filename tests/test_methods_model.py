@@ -11,13 +11,18 @@ from typing import Any
 
 import pytest
 
+from cepo.backends.base import Backend, GenerationStream, Prompt, Sampling
 from cepo.backends.llama import LlamaEngine
-from cepo.methods import run
+from cepo.methods import prompts, run
 from cepo.methods.events import BranchEnded, Event, Finished, MethodResult, StageStarted
 
 pytestmark = pytest.mark.model
 
 SMALL: dict[str, Any] = {
+    # The open loop: every candidate runs to its end (the closed loop has its own test below).
+    "stop_when": "never",
+    "repair_rounds": 0,
+    "max_candidates": 2,
     "bestofn_n": 2,
     "planning_n": 2,
     "planning_m": 3,
@@ -31,7 +36,18 @@ SMALL: dict[str, Any] = {
 }
 
 
-async def run_cepo(engine: LlamaEngine, question: str, **overrides: Any) -> tuple[list[Event], MethodResult]:
+class Recording(Backend):
+    """The engine, keeping every prompt it is sent."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner, self.model, self.prompts = inner, inner.model, []
+
+    def stream(self, prompt: Prompt, n: int = 1, sampling: Sampling | None = None) -> GenerationStream:
+        self.prompts.append(prompt)
+        return self.inner.stream(prompt, n, sampling)
+
+
+async def run_cepo(engine: Backend, question: str, **overrides: Any) -> tuple[list[Event], MethodResult]:
     events = [event async for event in run("cepo", engine, question, {**SMALL, **overrides})]
     assert isinstance(events[-1], Finished)
     return events, events[-1].result
@@ -78,4 +94,31 @@ async def test_a_letter_count_question_runs_through_cepo_with_execution(engine: 
     for candidate in result.candidates:  # a normalized number, or no number at all
         assert candidate.checks.answer is None or re.fullmatch(r"-?\d+(/\d+)?", candidate.checks.answer)
     assert result.extracted == result.candidates[result.chosen].checks.answer
+    assert_accounts_for_every_branch(events, result)
+
+
+async def test_a_code_answer_that_fails_its_example_goes_through_a_repair_round(engine: LlamaEngine) -> None:
+    # No code can guess this value from the question: the first answer fails its example.
+    question = (
+        "Write a Python function score(word) that returns the score of a word.\n\n>>> score('cat')\n48213\n"
+    )
+    recording = Recording(engine)
+    events, result = await run_cepo(
+        recording,
+        question,
+        bestofn_n=1,
+        max_candidates=1,
+        planning_n=1,
+        repair_rounds=1,
+        stop_when="verified",
+    )
+
+    [candidate] = result.candidates
+    [round] = candidate.repairs
+    [repair_prompt] = [p for p in recording.prompts if prompts.REPAIR in p[-1]["content"]]
+    assert "score('cat') should return 48213, but it" in repair_prompt[-1]["content"]
+    assert repair_prompt[-1]["content"].startswith(round.failure)
+    repair_starts = [e for e in events if isinstance(e, StageStarted) and e.stage == "repair"]
+    assert len(repair_starts) == 1 and result.stages["repair"].requests == 1
+    assert result.stages["repair"].completion_tokens + result.stages["repair"].wasted_tokens == round.tokens
     assert_accounts_for_every_branch(events, result)

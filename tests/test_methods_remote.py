@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from fake_openai_server import MODEL, FakeOpenAIServer, running_server
+from test_methods_cepo import FIXED
 
 from cepo.backends.remote import RemoteBackend
 from cepo.methods import prompts, run
@@ -25,7 +26,7 @@ async def test_cepo_runs_on_a_remote_server(server: FakeOpenAIServer, max_n: int
     server.behaviour.max_n = max_n
     backend = RemoteBackend(server.base_url, MODEL, timeout=5, max_retries=0)
     try:
-        events = [e async for e in run("cepo", backend, "What is 2 + 2?", {"seed": 0})]
+        events = [e async for e in run("cepo", backend, "What is 2 + 2?", {**FIXED, "seed": 0})]
     finally:
         await backend.aclose()
 

@@ -6,6 +6,7 @@ import asyncio
 
 from scripted_backend import ScriptedBackend, words
 from test_methods_bench import SCRIPT
+from test_methods_cepo import FIXED
 
 from cepo.backends.base import GenerationStream, Prompt, Sampling
 from cepo.backends.llama import LlamaEngine
@@ -77,7 +78,9 @@ async def test_a_failing_call_fails_the_request() -> None:
 
 async def test_cepo_runs_the_same_on_it() -> None:
     inner = OneAtATime(SCRIPT)
-    result = await solve("cepo", SequentialBackend(inner), "How many r's in strawberry?", {"seed": 0})
+    result = await solve(
+        "cepo", SequentialBackend(inner), "How many r's in strawberry?", {**FIXED, "seed": 0}
+    )
 
     assert result.extracted == "3" and not inner.overlapped
     assert all(call.n == 1 for call in inner.calls) and len(inner.calls) == 3 * (3 + 3 + 1 + 1)

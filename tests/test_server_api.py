@@ -123,7 +123,10 @@ def test_cepo_streams_reasoning_first_then_the_answer(
     reasoning = "".join(text for field, text in fields if field == "reasoning_content")
     for heading in ("[Plan 1 · candidate 1]", "[Execution 3 · candidate 3]", "[Final answer · candidate 2]"):
         assert heading in reasoning
-    assert "[Check · candidate 1] answer '3'; votes 3" in reasoning
+    # Two candidates agreeing settle the answer: the third is stopped, and is not scored.
+    assert "[Stopped early: 2 candidates agreed on '3']" in reasoning
+    assert "[Check · candidate 1] answer '3'; votes 2" in reasoning
+    assert "[Check · candidate 3]" not in reasoning
     assert reasoning.endswith("[Chosen: candidate 1] (every candidate agrees)\n")
     assert usage is not None
     assert usage.completion_tokens == backend.produced_tokens
@@ -185,7 +188,7 @@ def test_cepo_settings_per_request_and_stop_cuts_the_chosen_answer(
         messages=QUESTION,  # type: ignore[arg-type]
         max_tokens=50,
         stop=" is",
-        extra_body={"cepo": {"bestofn_n": 1, "plan": {"max_tokens": 30}}},
+        extra_body={"cepo": {"bestofn_n": 1, "max_candidates": 1, "plan": {"max_tokens": 30}}},
     )
     assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == ("The answer", "stop")
     plans = [c for c in backend.calls if re.search(re.escape(prompts.PLAN), c.last_message)]

@@ -23,6 +23,7 @@ from cepo.methods.events import (
     Event,
     Finished,
     MethodResult,
+    RunStopped,
     Score,
     StageEnded,
     StageStarted,
@@ -111,6 +112,8 @@ class LiveView:
         elif isinstance(event, CandidateScored):
             view = self._candidate(event.candidate)
             view.answer, view.score = event.answer, event.score
+        elif isinstance(event, RunStopped):
+            self.stage = f"stopped early: {event.reason}"
         elif isinstance(event, Finished):
             self.result = event.result
 

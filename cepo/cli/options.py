@@ -104,11 +104,16 @@ def backend_options(command: Callable[..., None]) -> Callable[..., None]:
     return functools.reduce(lambda decorated, option: option(decorated), reversed(options), with_backend)
 
 
+SHIPPED = Path(__file__).parent.parent / "methods"  # settings files that ship with cepo, by name
+
+
 def load_options(path: Path | None) -> Options:
-    """The method settings of one YAML file (none: every default), checked against every method."""
+    """The method settings of one YAML file (none: every default), checked against every method. A name
+    without a file of its own is one of the files shipped with cepo: `published`."""
     if path is None:
         return {}
-    options = read_options(path)
+    shipped = SHIPPED / f"{path}.yaml"
+    options = read_options(shipped if not path.exists() and shipped.is_file() else path)
     if isinstance(options, list):
         raise CepoError(f"config file {path} holds a list; this command takes one mapping of settings")
     return check_all(options)
@@ -124,7 +129,8 @@ def config_option(command: Callable[..., None]) -> Callable[..., None]:
     option = click.option(
         "--config",
         "config_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="YAML method settings (each method's settings model in cepo/methods/ lists them).",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="YAML method settings (each method's settings model in cepo/methods/ lists them), or "
+        "`published` for the published CePO settings.",
     )
     return option(with_options)

@@ -27,15 +27,16 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from cepo.backends.base import Branch, Message
-from cepo.checks import SHORT_KINDS, Checks
+from cepo.checks import SHORT_KINDS, Checks, extract_answer
 from cepo.errors import BackendError
-from cepo.methods import prompts, rating
+from cepo.methods import prompts, rating, repair, stopping
 from cepo.methods.context import Lane, RunContext
-from cepo.methods.events import Attempt, Candidate, MethodResult
+from cepo.methods.events import Attempt, Candidate, MethodResult, RepairRound
 from cepo.methods.method import Method
-from cepo.methods.parsing import parse_approaches
+from cepo.methods.parsing import cut_repetition, parse_approaches
 from cepo.methods.selection import choose
 from cepo.methods.settings import RatingType, RunSettings, StepConfig
+from cepo.methods.stopping import StopWhen
 from cepo.tasks import TaskSet
 
 NAME = "cepo"
@@ -77,21 +78,66 @@ class CepoSettings(RunSettings):
     final: StepConfig = StepConfig(temperature=0.0, max_tokens=96)
     approaches: StepConfig = StepConfig(temperature=0.7, max_tokens=128)  # plan diversity's request
     sample: StepConfig = StepConfig(temperature=0.7, max_tokens=256)  # answering directly: no plan completed
+    repair: StepConfig = StepConfig(temperature=0.3, max_tokens=256)  # each repair turn's reply
     rating: StepConfig = rating.STEP
     rating_type: RatingType = Field("absolute", description="how the model breaks ties between candidates")
     plan_diversity: bool = Field(False, description="ask for distinct approaches first, one per candidate")
+    repair_rounds: int = Field(
+        2, ge=0, le=8, description="turns a candidate whose check failed gets to fix its answer"
+    )
+    stop_when: StopWhen = Field(
+        "agreed", description="end the run once an answer is verified (verified), or that or agreed (agreed)"
+    )
+    agree_n: int = Field(2, ge=2, le=16, description="candidates that agree settle the answer (stop_when)")
+    max_candidates: int = Field(
+        6, ge=1, le=32, description="while nothing is settled, more waves of bestofn_n start, up to this"
+    )
 
     @model_validator(mode="after")
     def _enough_attempts(self) -> CepoSettings:
         if self.planning_m < self.planning_n:
             raise ValueError(f"planning_m ({self.planning_m}) is below planning_n ({self.planning_n})")
+        if self.max_candidates < self.bestofn_n:
+            raise ValueError(f"max_candidates ({self.max_candidates}) is below bestofn_n ({self.bestofn_n})")
         return self
 
 
 async def cepo(ctx: RunContext[CepoSettings]) -> MethodResult:
     config = ctx.config
     program = ctx.kind in SHORT_KINDS and config.rating_type == "execution"
-    runs = [CandidateRun(ctx, index, program) for index in range(config.bestofn_n)]
+    finished: list[Candidate] = []  # standing candidates, in the order they finished
+
+    def settled(candidate: Candidate) -> str | None:
+        """Called as each candidate finishes: a settled answer ends the run at once."""
+        if candidate.error is None and not candidate.stopped:
+            finished.append(candidate)
+        reason = stopping.settled(finished, ctx.examples, config.stop_when, config.agree_n, program)
+        if reason is not None:
+            ctx.stop(reason)
+        return reason
+
+    runs: list[CandidateRun] = []
+    # Compute follows doubt: another wave starts only while nothing is verified or agreed.
+    while ctx.stopped is None and len(runs) < config.max_candidates:
+        wave = min(config.bestofn_n, config.max_candidates - len(runs))
+        runs += await _run_wave(
+            ctx, [CandidateRun(ctx, len(runs) + i, program, settled) for i in range(wave)]
+        )
+        if stopping.settled(finished, ctx.examples, config.stop_when, config.agree_n, program):
+            break
+    candidates = [run.candidate for run in runs if run.candidate is not None]
+    errors = [run.error for run in runs if run.error is not None]
+    if len(errors) == len(runs):
+        raise errors[0]
+    standing = [c for c in candidates if c.error is None and not c.stopped]
+    # A stopped run's answer is settled by the checks: no rating is asked for.
+    chosen, agreed = await choose(ctx, standing, None if ctx.stopped else config.rating_type)
+    return ctx.result(NAME, candidates, chosen, agreed)
+
+
+async def _run_wave(ctx: RunContext[CepoSettings], runs: list[CandidateRun]) -> list[CandidateRun]:
+    """Start `runs` together (their plans share prefills) and wait until each has finished."""
+    config = ctx.config
     if config.plan_diversity:
         for run, approach in zip(runs, await _approaches(ctx, len(runs)), strict=True):
             run.approach = approach
@@ -102,15 +148,10 @@ async def cepo(ctx: RunContext[CepoSettings]) -> MethodResult:
     in_flight = min(config.planning_n + config.planning_spares, config.planning_m)
     for group in groups:
         _start_plans(ctx, [run.new_attempt() for run in group for _ in range(in_flight)], tasks)
-    finishing = [tasks.spawn(run.finish()) for run in runs]
+    for run in runs:
+        tasks.spawn(run.finish())
     await tasks.join()
-    candidates = [task.result() for task in finishing]
-    errors = [run.error for run in runs if run.error is not None]
-    if len(errors) == len(runs):
-        raise errors[0]
-    standing = [candidate for candidate in candidates if candidate.error is None]
-    chosen, agreed = await choose(ctx, standing, config.rating_type)
-    return ctx.result(NAME, candidates, chosen, agreed)
+    return runs
 
 
 @dataclass
@@ -150,8 +191,16 @@ class AttemptRun:
 class CandidateRun:
     """One candidate from its first plan to its checked answer."""
 
-    def __init__(self, ctx: RunContext[CepoSettings], index: int, program: bool) -> None:
-        self.ctx, self.index, self.program = ctx, index, program
+    def __init__(
+        self,
+        ctx: RunContext[CepoSettings],
+        index: int,
+        program: bool,
+        settled: Callable[[Candidate], str | None],
+    ) -> None:
+        """`settled`: told of the candidate once it has finished; says whether that settled the run."""
+        self.ctx, self.index, self.program, self.settled = ctx, index, program, settled
+        self.candidate: Candidate | None = None  # once finished
         self.approach: str | None = None
         self.attempts: list[AttemptRun] = []
         self.executing = False  # an execution has started
@@ -223,6 +272,9 @@ class CandidateRun:
     def _usable(self, attempt: AttemptRun, branch: Branch, what: str) -> bool:
         """Whether the attempt goes on; if not, it is dropped, its tokens wasted, and maybe replaced."""
         planning_n = self.ctx.config.planning_n
+        if self.ctx.stopped is not None:
+            self._drop(attempt, "cancelled", "the run stopped")
+            return False
         if branch.finish_reason == "cancelled" or len(self.complete) >= planning_n:
             self._drop(attempt, "cancelled", f"{planning_n} attempts already complete")
             return False
@@ -235,9 +287,9 @@ class CandidateRun:
     def _drop(self, attempt: AttemptRun, status: Literal["rejected", "cancelled"], reason: str) -> None:
         attempt.status, attempt.reason = status, reason
         if attempt.plan is not None:
-            self.ctx.waste("plan", attempt.plan.tokens)
+            self.ctx.waste("plan", attempt.plan.tokens, self.index)
         if attempt.execution is not None:
-            self.ctx.waste("execute", attempt.execution.tokens)
+            self.ctx.waste("execute", attempt.execution.tokens, self.index)
 
     def _top_up(self) -> None:
         """Start another attempt, so that planning_n (plus spares) stay complete or running."""
@@ -246,26 +298,32 @@ class CandidateRun:
         if len(self.attempts) < config.planning_m and len(live) < config.planning_n + config.planning_spares:
             _start_plans(self.ctx, [self.new_attempt()], self.tasks)
 
-    async def finish(self) -> Candidate:
-        """The checked candidate; a failed one if one of its requests failed in the backend."""
+    async def finish(self) -> None:
+        """Run the candidate to its checked answer (`self.candidate`); a failed one if one of its requests
+        failed in the backend, a stopped one if the run stopped first. Then tell `settled`."""
         try:
-            return await self._finish()
+            self.candidate = await self._finish()
         except BackendError as error:
             self.error = error
-            return self._failed(error)
+            self.candidate = self._out(error=str(error))
+            self.ctx.candidate_failed(self.index, error)
+        self.settled(self.candidate)
 
-    def _failed(self, error: BackendError) -> Candidate:
+    def _out(self, error: str | None = None) -> Candidate:
+        """The candidate leaves the run unfinished: every token it generated is wasted."""
         for attempt in self.attempts:
             if attempt.plan is not None and attempt.status in ("running", "executing", "complete"):
-                self._drop(attempt, "cancelled", "its candidate failed")
-        self.ctx.candidate_failed(self.index, error)
+                attempt.status = "cancelled"
+                attempt.reason = "the run stopped" if error is None else "its candidate failed"
+        self.ctx.waste_candidate(self.index)
         return Candidate(
             index=self.index,
             approach=self.approach,
             attempts=[a.record() for a in self.attempts if a.plan is not None],
             final="",
             checks=Checks(kind=self.ctx.kind),
-            error=str(error),
+            error=error,
+            stopped=error is None,
         )
 
     async def _finish(self) -> Candidate:
@@ -275,6 +333,8 @@ class CandidateRun:
             self.ctx.stage_ended("execute", self.index)
         complete = self.complete
         refined: str | None = None
+        if self.ctx.stopped is not None:
+            return self._out()
         if not complete:
             conversation = await self._direct_answer()
         elif len(complete) == 1:
@@ -282,19 +342,53 @@ class CandidateRun:
         else:
             conversation = await self._refine(complete)
             refined = conversation[-1]["content"]
-        final = await self._final(conversation)
+        conversation = await self._final(conversation)
+        if self.ctx.stopped is not None:
+            return self._out()
         # The final answer first; a small model may drop the code or the answer line there.
-        texts = [final, conversation[-1]["content"], *(a.execution.text for a in reversed(complete))]
-        checks = await self.ctx.check(self.index, list(dict.fromkeys(texts)), run=True, program=self.program)
+        texts = [conversation[-1]["content"], conversation[-3]["content"]]
+        texts += [a.execution.text for a in reversed(complete) if a.execution is not None]
+        checks = await self._check(texts)
+        repairs: list[RepairRound] = []
+        while (failure := repair.failure_of(checks, self.program)) and len(repairs) < self.rounds:
+            conversation, reply = await self._repair(conversation, failure, len(repairs))
+            if self.ctx.stopped is not None:
+                return self._out()
+            texts.insert(0, reply.text)
+            checks = await self._check(texts)
+            passed = repair.failure_of(checks, self.program) is None
+            repairs.append(
+                RepairRound(
+                    index=len(repairs), failure=failure, reply=reply.text, tokens=reply.tokens, passed=passed
+                )
+            )
         return Candidate(
             index=self.index,
             approach=self.approach,
             attempts=[a.record() for a in self.attempts if a.plan is not None],
             fallback=not complete,
             refined=refined,
-            final=final,
+            final=clean_final(texts[0], checks),
             checks=checks,
+            repairs=repairs,
         )
+
+    @property
+    def rounds(self) -> int:
+        return self.ctx.config.repair_rounds
+
+    async def _check(self, texts: list[str]) -> Checks:
+        return await self.ctx.check(self.index, list(dict.fromkeys(texts)), run=True, program=self.program)
+
+    async def _repair(
+        self, conversation: list[Message], failure: str, turn: int
+    ) -> tuple[list[Message], Branch]:
+        """One repair turn in the candidate's own conversation, so the engine reuses its cached prefix."""
+        instruction = prompts.repair_instruction(failure, self.program)
+        messages = [*conversation, {"role": "user", "content": instruction}]
+        step = self.writing(self.ctx.config.repair)
+        [reply] = await self.ctx.ask(repair.STAGE, messages, step, [Lane(self.index, turn)], self.index)
+        return [*messages, {"role": "assistant", "content": reply.text}], reply
 
     async def _direct_answer(self) -> list[Message]:
         """No plan completed: the model answers the question directly, as the plain method would."""
@@ -314,11 +408,27 @@ class CandidateRun:
         [refined] = await self.ctx.ask("refine", conversation, step, [Lane(self.index, 0)], self.index)
         return [*conversation, {"role": "assistant", "content": refined.text}]
 
-    async def _final(self, conversation: list[Message]) -> str:
+    async def _final(self, conversation: list[Message]) -> list[Message]:
+        """The conversation with the final answer. A short answer is one line: it stops at the line's end."""
         messages = [*conversation, {"role": "user", "content": prompts.final_instruction(self.ctx.kind)}]
         step = self.writing(self.ctx.config.final)
+        if self.ctx.kind in SHORT_KINDS:
+            step = step.model_copy(update={"stop": [*step.stop, "\n"]})
         [reply] = await self.ctx.ask("final", messages, step, [Lane(self.index, 0)], self.index)
-        return reply.text
+        return [*messages, {"role": "assistant", "content": reply.text}]
+
+
+def clean_final(text: str, checks: Checks) -> str:
+    """The answer as it is shown: a short answer is one line stating it (the one its program computed,
+    when it did); any other text stops where it starts repeating itself."""
+    if checks.kind not in SHORT_KINDS:
+        return text if checks.kind == "code" else cut_repetition(text)
+    line = cut_repetition(next((line.strip() for line in text.splitlines() if line.strip()), ""))
+    if checks.answer is None:
+        return line
+    if checks.program_output is not None or extract_answer(line, checks.kind) != checks.answer:
+        return f"Answer: {checks.answer}"
+    return line
 
 
 def _start_plans(ctx: RunContext[CepoSettings], attempts: list[AttemptRun], tasks: TaskSet) -> None:
@@ -374,7 +484,8 @@ METHOD = Method(
         "refine": "Refined solution",
         "final": "Final answer",
         "answer": "Answer",
+        **repair.TITLES,
         **rating.TITLES,
     },
-    numbered_stages=frozenset({"plan", "execute"}),
+    numbered_stages=frozenset({"plan", "execute", repair.STAGE}),
 )

@@ -2,7 +2,9 @@
 
 Requests go through `Call`, which streams each branch's tokens out as events and books every token
 against its stage exactly once: as completion when the branch ends, moved to wasted when the method
-throws the branch away.
+throws the branch away. `stop` ends a run's generation early: every request still running is cancelled
+(its branches end, and are counted, as cancelled), and a request started after it never reaches the
+backend.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Generic, NamedTuple, TypeVar
 
-from cepo.backends.base import Backend, Branch, Message, Prompt, Sampling, TokenEvent
+from cepo.backends.base import (
+    Backend,
+    Branch,
+    BranchEnd,
+    GenerationStream,
+    Message,
+    Prompt,
+    Sampling,
+    TokenEvent,
+)
 from cepo.checks import SHORT_KINDS, Checks, Example, TaskKind, check_candidate, extract_answer
 from cepo.checks.code import close_fence, definitions_in
 from cepo.methods.events import (
@@ -25,6 +36,7 @@ from cepo.methods.events import (
     CandidateScored,
     Event,
     MethodResult,
+    RunStopped,
     Stage,
     StageEnded,
     StageStarted,
@@ -55,6 +67,10 @@ class RunContext(Generic[S]):
     _busy: dict[Stage, list[tuple[float, float]]] = field(default_factory=dict)
     _open: dict[tuple[Stage, int | None], float] = field(default_factory=dict)
     _seeds_used: int = 0
+    # Completion tokens still kept, per stage and candidate: what `waste_candidate` moves to wasted.
+    _kept: dict[tuple[Stage, int | None], int] = field(default_factory=dict)
+    _live: set[Call] = field(default_factory=set)
+    stopped: str | None = None  # why generation stopped early, once it has
 
     @property
     def question(self) -> str:
@@ -107,11 +123,27 @@ class RunContext(Generic[S]):
         self.stage_ended(stage, candidate)
         return branches
 
-    def waste(self, stage: Stage, tokens: int) -> None:
-        """Book `tokens` already counted as completion in `stage` as wasted instead."""
+    def waste(self, stage: Stage, tokens: int, candidate: int | None) -> None:
+        """Book `tokens` of `candidate`, already counted as completion in `stage`, as wasted instead."""
         usage = self.usage[stage]
         usage.completion_tokens -= tokens
         usage.wasted_tokens += tokens
+        self._kept[(stage, candidate)] -= tokens
+
+    def waste_candidate(self, candidate: int) -> None:
+        """Book every token `candidate` still keeps as wasted: it is out of the run."""
+        for (stage, owner), tokens in list(self._kept.items()):
+            if owner == candidate and tokens:
+                self.waste(stage, tokens, candidate)
+
+    def stop(self, reason: str) -> None:
+        """End the run's generation now: cancel every running request, and start no more."""
+        if self.stopped is not None:
+            return
+        self.stopped = reason
+        self.emit(RunStopped(reason=reason))
+        for call in list(self._live):
+            call.cancel()
 
     async def check(self, candidate: int, texts: list[str], *, run: bool, program: bool = False) -> Checks:
         """Cross-check a candidate (texts most final first). `run`: run its code against the examples;
@@ -133,7 +165,7 @@ class RunContext(Generic[S]):
     def result(self, method: str, candidates: list[Candidate], chosen: int, agreed: bool) -> MethodResult:
         """The run's result, after telling how each candidate that did not fail scored."""
         for candidate in candidates:
-            if candidate.error is not None:
+            if candidate.error is not None or candidate.stopped:
                 continue
             self.emit(
                 CandidateScored(
@@ -148,6 +180,7 @@ class RunContext(Generic[S]):
             chosen=chosen,
             candidates=candidates,
             agreed=agreed,
+            stopped=self.stopped,
             stages=self.stages(),
             seconds=self.seconds(),
         )
@@ -159,6 +192,14 @@ class RunContext(Generic[S]):
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started_at
+
+
+def _never_started(n: int) -> GenerationStream:
+    """A request made after the run stopped: each branch ends at once, cancelled, with nothing generated."""
+    stream = GenerationStream(n, on_cancel=lambda branch: None)
+    stream.push([BranchEnd(Branch(index, "", 0, "cancelled")) for index in range(n)])
+    stream.end()
+    return stream
 
 
 def delivered_answer(candidate: Candidate, kind: TaskKind) -> str:
@@ -178,7 +219,9 @@ def _with_answer_stated(text: str, checks: Checks) -> str:
     """`text` ending with the short answer its checks took, where it does not state that answer itself:
     the answer its program printed, or one an earlier step stated before the final one dropped it."""
     computed = checks.program_output is not None
-    if checks.answer is None or (not computed and extract_answer(text, checks.kind) == checks.answer):
+    if checks.answer is None or text.strip() == f"Answer: {checks.answer}":
+        return text
+    if not computed and extract_answer(text, checks.kind) == checks.answer:
         return text
     return f"{close_fence(text).rstrip()}\n\nAnswer: {checks.answer}".lstrip()
 
@@ -201,8 +244,13 @@ class Call:
     ) -> None:
         self.ctx, self.stage, self.lanes = ctx, stage, lanes
         self.started = time.perf_counter()
+        ctx.usage.setdefault(stage, StageUsage())
+        if ctx.stopped is not None:
+            self.stream = _never_started(len(lanes))
+            return
         self.stream = ctx.backend.stream(prompt, len(lanes), sampling)
-        ctx.usage.setdefault(stage, StageUsage()).requests += 1
+        ctx.usage[stage].requests += 1
+        ctx._live.add(self)
 
     def cancel(self, branch: int | None = None) -> None:
         """Stop one branch (or all); it still ends through `branches`, so its tokens are counted."""
@@ -221,6 +269,8 @@ class Call:
                     continue
                 result = event.result
                 usage.completion_tokens += result.tokens
+                kept = (self.stage, candidate)
+                self.ctx._kept[kept] = self.ctx._kept.get(kept, 0) + result.tokens
                 self.ctx.emit(
                     BranchEnded(
                         stage=self.stage,
@@ -233,6 +283,7 @@ class Call:
                 yield result
         usage.prompt_tokens += self.stream.prompt_tokens
         usage.cached_tokens += self.stream.cached_tokens
+        self.ctx._live.discard(self)
         self.ctx.busy(self.stage, self.started)
 
     async def all(self) -> list[Branch]:

@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field, TypeAdapter, computed_field
 from cepo.backends.base import FinishReason
 from cepo.checks import Checks, TaskKind
 
-# "approaches" (plan diversity), "plan", "execute", "refine", "final" (cepo); "answer" (plain, direct
-# answers); "sample" (self-consistency, best-of-n); "check" (code and examples run); "rate" (model ratings).
+# "approaches" (plan diversity), "plan", "execute", "refine", "final", "repair" (cepo); "answer" (plain,
+# direct answers); "sample" (self-consistency, best-of-n); "check" (code and examples run); "rate" (model
+# ratings).
 Stage = str
 
 
@@ -85,6 +86,24 @@ class CandidateFailed(BaseModel):
     error: str
 
 
+class RunStopped(BaseModel):
+    """The run stopped generating early (an answer was verified or agreed): every branch still running
+    ends cancelled, and the candidates still at work are out of the run."""
+
+    type: Literal["run_stopped"] = "run_stopped"
+    reason: str
+
+
+class RepairRound(BaseModel):
+    """One turn that showed a candidate why its check failed and asked for a fixed version (cepo)."""
+
+    index: int
+    failure: str  # what the turn told the model: the failing call, expected and returned value, the error
+    reply: str
+    tokens: int
+    passed: bool  # the fixed version passed its check
+
+
 class Attempt(BaseModel):
     """One plan and its execution (cepo step 1 and 2)."""
 
@@ -107,8 +126,10 @@ class Candidate(BaseModel):
     refined: str | None = None  # cepo step 3: the corrected solution
     final: str  # the answer text as the user would get it
     checks: Checks
+    repairs: list[RepairRound] = Field(default_factory=list)  # cepo: its repair rounds, in order
     score: Score = Field(default_factory=Score)
     error: str | None = None  # why the candidate failed (a backend error); a failed one is never chosen
+    stopped: bool = False  # the run stopped before it was done: its tokens are wasted, it is never chosen
 
 
 class StageUsage(BaseModel):
@@ -131,6 +152,7 @@ class MethodResult(BaseModel):
     chosen: int
     candidates: list[Candidate]
     agreed: bool = False  # every candidate reached the same answer (or passed every example): no rating
+    stopped: str | None = None  # why generation stopped early (an answer verified or agreed), if it did
     stages: dict[Stage, StageUsage]
     seconds: float
 
@@ -162,7 +184,14 @@ class Finished(BaseModel):
 
 
 Event = Annotated[
-    StageStarted | StageEnded | BranchToken | BranchEnded | CandidateScored | CandidateFailed | Finished,
+    StageStarted
+    | StageEnded
+    | BranchToken
+    | BranchEnded
+    | CandidateScored
+    | CandidateFailed
+    | RunStopped
+    | Finished,
     Field(discriminator="type"),
 ]
 EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)

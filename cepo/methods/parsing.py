@@ -30,3 +30,20 @@ def parse_approaches(text: str, n: int) -> list[str]:
     """The first `n` items of the numbered or bulleted list in `text`."""
     items = [_MARKUP.sub("", item).strip() for item in _LIST_ITEM.findall(text)]
     return [item for item in items if item][:n]
+
+
+def cut_repetition(text: str, shortest: int = 12) -> str:
+    """`text` up to where a sentence or line (of at least `shortest` characters) comes back a second
+    time: a small model's reply that starts repeating itself has said all it will."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for piece in _PIECES.findall(text):
+        key = " ".join(piece.split())
+        if len(key) >= shortest and key in seen:
+            break
+        seen.add(key)
+        kept.append(piece)
+    return "".join(kept).rstrip()
+
+
+_PIECES = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)[ \t]*|\n")

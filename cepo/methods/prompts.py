@@ -36,6 +36,8 @@ REFINE = (
     "Then write one corrected step-by-step solution."
 )
 FINAL = "Now give the final answer to the question."
+REPAIR = "Fix it."
+_REPAIR_REPLY = "Write the complete corrected code in one ```python block."
 APPROACHES = (
     "Give {n} different ways to solve the task below, one per line, numbered 1 to {n}. "
     "One short sentence each. Do not solve it."
@@ -84,6 +86,11 @@ def refine_instruction(n: int, kind: TaskKind, program: bool) -> str:
 
 def final_instruction(kind: TaskKind) -> str:
     return f"{FINAL} {_FINAL_REPLY[kind]}"
+
+
+def repair_instruction(failure: str, program: bool) -> str:
+    """A repair turn: what failed, then what to write instead (code, or a program for a short answer)."""
+    return f"{failure}\n{REPAIR} {_PROGRAM if program else _REPAIR_REPLY}"
 
 
 def numbered(label: str, texts: list[str]) -> str:

@@ -17,6 +17,7 @@ from cepo.methods.events import (
     CandidateScored,
     Event,
     MethodResult,
+    RunStopped,
     Score,
 )
 from cepo.methods.method import Method
@@ -91,6 +92,8 @@ class Transcript:
             return self._note(describe_score(event))
         if isinstance(event, CandidateFailed):
             return self._abandon(event.candidate)
+        if isinstance(event, RunStopped):
+            return self._note(f"[Stopped early: {event.reason}]\n\n")
         return ""
 
     def finish(self, result: MethodResult) -> str:
