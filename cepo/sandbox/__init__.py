@@ -11,9 +11,10 @@ evaluation harness scores benchmarks by running code. That code never runs in th
   stderr together; the run is killed once it is exceeded and the result marked truncated);
 - as root (cepo's machines and CI): runs as a fresh unprivileged uid of its own, so it cannot write outside
   its directory, signal the caller or another run, and the processes limit counts only its own processes;
-  and in new PID, network and mount namespaces: no network at all (not even loopback), a private /proc,
+  and in new PID, network, IPC and mount namespaces: no network at all (not even loopback), a private /proc,
   empty private /tmp, /var/tmp, /dev/shm and /run, and every process it starts, daemons that left its
-  session included, dies when the run ends or is stopped;
+  session included, and every System V IPC object and POSIX message queue it creates, die when the run
+  ends or is stopped;
 - as another user: the same namespaces inside a user namespace where the kernel allows one, else a plain
   child process whose leftover processes a supervisor (a subreaper) kills. `isolation_report()` says which
   applies; gaps are logged as warnings once.

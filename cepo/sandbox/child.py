@@ -3,13 +3,13 @@
 Started as `python -I -S child.py key=value ...` (runner.py lists the keys). Every run pays for its imports,
 so it uses only small stdlib modules. It works as three processes:
 
-- the supervisor (as started: root or the caller's user, in its own session) enters new PID and network
+- the supervisor (as started: root or the caller's user, in its own session) enters new PID, network and IPC
   namespaces and forks the init process; on cepo's SIGTERM it kills it. Once the init process has exited,
   it kills and reaps anything left behind (as a subreaper it inherits every orphan) and exits;
 - the init process (PID 1 of the new PID namespace, so every process in it dies when it exits) gives the
-  namespace its own mounts: a fresh /proc, empty scratch directories, and the interpreter and work directory
-  visible even where they sit below a directory others cannot enter. It forks the program, reaps orphans
-  until the program has exited, reports how on the status pipe, and exits;
+  namespace its own mounts: a fresh /proc and /dev/mqueue, empty scratch directories, and the interpreter and
+  work directory visible even where they sit below a directory others cannot enter. It forks the program,
+  reaps orphans until the program has exited, reports how on the status pipe, and exits;
 - the program takes the resource limits, drops to the run's uid, says "ready" on the status pipe, closes it,
   and runs main.py as __main__.
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -95,12 +96,13 @@ def main() -> None:
 
 
 def _enter_namespaces() -> None:
-    """New PID and network namespaces for the process forked next; a user namespace first when not root."""
+    """New PID namespace for the process forked next, new network and IPC namespaces for this one (System V
+    IPC objects and POSIX message queues then die with the run); a user namespace first when not root."""
     if os.geteuid() == 0:
-        _call("unshare", CLONE_NEWPID | CLONE_NEWNET)
+        _call("unshare", CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC)
         return
     uid, gid = os.getuid(), os.getgid()
-    _call("unshare", CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET)
+    _call("unshare", CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC)
     # Keep our own ids inside; the new user namespace is what grants the mounts their capabilities.
     for path, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{path}", "w") as file:
@@ -174,6 +176,8 @@ def _private_mounts(workdir: str, scratch_mb: int) -> None:
     closed = [ancestor for ancestor in map(_closed_ancestor, kept) if ancestor]
     for directory in _outermost([*scratch, *closed]):
         _cover_with_tmpfs(directory, [path for path in kept if path.startswith(directory + "/")], scratch_mb)
+    if os.path.isdir("/dev/mqueue"):  # the host's queues are there, and a file created there is one of them
+        _mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this IPC namespace's
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # shows only this PID namespace
 
 

@@ -47,8 +47,8 @@ class IsolationReport(BaseModel):
         "processes, and the processes limit counts only the run's own"
     )
     namespaces: bool = Field(
-        description="own PID, network and mount namespaces: no network, every process dies with the run, "
-        "private /tmp, /var/tmp, /dev/shm, /run and /proc"
+        description="own PID, network, IPC and mount namespaces: no network, every process and IPC object "
+        "(System V, POSIX message queues) dies with the run, private /tmp, /var/tmp, /dev/shm, /run and /proc"
     )
 
     @computed_field
@@ -64,7 +64,8 @@ class IsolationReport(BaseModel):
         if not self.namespaces:
             missing.append(
                 "no network isolation; /tmp, /var/tmp, /dev/shm and /run are shared with the host, "
-                "and /proc shows the host's processes"
+                "/proc shows the host's processes, and System V IPC objects and POSIX message queues are "
+                "the host's and outlive the run"
             )
         if not (self.separate_user or self.namespaces):
             missing.append("a process that kills the supervisor first can outlive the run")

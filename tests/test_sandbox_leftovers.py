@@ -1,0 +1,105 @@
+"""What a sandboxed run could leave behind in the kernel or on disk for good, and what it may write meanwhile:
+each attack runs, and the host is checked afterwards for its traces (never for how long anything took)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import random
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cepo.sandbox import IsolationReport, isolation_report, run_code
+
+libc = ctypes.CDLL(None, use_errno=True)
+librt = ctypes.CDLL("librt.so.1", use_errno=True)
+IPC_RMID = 0
+SYSV_KINDS = ("shm", "msg", "sem")
+
+
+def program(source: str) -> str:
+    return textwrap.dedent(source).lstrip()
+
+
+@pytest.fixture(scope="module")
+def isolation() -> IsolationReport:
+    return isolation_report()
+
+
+@pytest.fixture
+def namespaces(isolation: IsolationReport) -> None:
+    if not isolation.namespaces:
+        pytest.skip("no namespaces here: " + "; ".join(isolation.not_enforced))
+
+
+# ------------------------------------------------------------------------------------------------- IPC
+def sysv_keys(kind: str) -> set[int]:
+    """Keys of the host's System V IPC objects of `kind` ("shm", "msg" or "sem")."""
+    lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+    return {int(line.split()[0]) & 0xFFFFFFFF for line in lines}
+
+
+def remove_sysv(key: int) -> None:
+    """Remove the host's System V objects of `key`: what a failing run left behind."""
+    for get, control in ((libc.shmget, libc.shmctl), (libc.msgget, libc.msgctl)):
+        identifier = get(key, 0, 0)
+        if identifier >= 0:
+            control(identifier, IPC_RMID, None)
+    identifier = libc.semget(key, 0, 0)
+    if identifier >= 0:
+        libc.semctl(identifier, 0, IPC_RMID)
+
+
+@pytest.fixture
+def ipc_key() -> Iterator[int]:
+    key = random.randrange(1, 2**31)
+    yield key
+    remove_sysv(key)
+
+
+def test_system_v_ipc_objects_die_with_the_run(namespaces: None, ipc_key: int) -> None:
+    # A shared memory segment filled and detached outlives its process, and holds memory no rlimit counts.
+    source = program(f"""
+        import ctypes
+        libc = ctypes.CDLL(None)
+        libc.shmat.restype = ctypes.c_void_p
+        segment = libc.shmget({ipc_key}, 8 << 20, 0o1666)
+        address = libc.shmat(segment, None, 0)
+        ctypes.memset(address, 1, 8 << 20)
+        libc.shmdt(ctypes.c_void_p(address))
+        print(segment >= 0, libc.msgget({ipc_key}, 0o1666) >= 0, libc.semget({ipc_key}, 1, 0o1666) >= 0)
+    """)
+    result = run_code(source)
+    assert result.ok and result.stdout == "True True True\n", result.stderr
+    assert [kind for kind in SYSV_KINDS if ipc_key in sysv_keys(kind)] == []
+
+
+@pytest.fixture
+def queue_name() -> Iterator[bytes]:
+    name = f"/cepo-sandbox-test-{random.randrange(2**32)}".encode()
+    yield name
+    librt.mq_unlink(name)
+
+
+def test_posix_message_queues_die_with_the_run(namespaces: None, queue_name: bytes) -> None:
+    source = program(f"""
+        import ctypes, os
+        librt = ctypes.CDLL("librt.so.1")
+        print(librt.mq_open({queue_name!r}, os.O_CREAT | os.O_RDWR, 0o666, None) >= 0)
+    """)
+    result = run_code(source)
+    assert result.ok and result.stdout == "True\n", result.stderr
+    assert librt.mq_open(queue_name, os.O_RDONLY) == -1 and ctypes.get_errno() == errno.ENOENT
+
+
+def test_the_hosts_queue_directory_is_the_runs_own(namespaces: None, queue_name: bytes) -> None:
+    if not Path("/dev/mqueue").is_dir():
+        pytest.skip("no /dev/mqueue here")
+    path = "/dev/mqueue" + queue_name.decode()
+    result = run_code(f"open({path!r}, 'w').close()\nprint('created')")
+    assert result.ok and result.stdout == "created\n", result.stderr
+    assert not Path(path).exists()
