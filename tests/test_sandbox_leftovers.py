@@ -103,3 +103,30 @@ def test_the_hosts_queue_directory_is_the_runs_own(namespaces: None, queue_name:
     result = run_code(f"open({path!r}, 'w').close()\nprint('created')")
     assert result.ok and result.stdout == "created\n", result.stderr
     assert not Path(path).exists()
+
+
+# ----------------------------------------------------------------------------------------- kernel keys
+ADD_KEY = {"x86_64": 248, "aarch64": 217}
+KEY_SPEC_USER_KEYRING, KEY_SPEC_SESSION_KEYRING = -4, -3
+
+
+def test_kernel_keys_are_out_of_reach_and_none_outlive_the_run(isolation: IsolationReport) -> None:
+    # The uid's own keyring, and the session keyring the program would share with the caller.
+    if not isolation.separate_user:
+        pytest.skip("runs do not get a uid of their own here: " + "; ".join(isolation.not_enforced))
+    if os.uname().machine not in ADD_KEY:
+        pytest.skip(f"no key syscalls filter on {os.uname().machine}")
+    source = program(f"""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        print(os.getuid())
+        for keyring in ({KEY_SPEC_USER_KEYRING}, {KEY_SPEC_SESSION_KEYRING}):
+            added = libc.syscall({ADD_KEY[os.uname().machine]}, b"user", b"cepo-test", b"secret", 6, keyring)
+            print(added, ctypes.get_errno())
+    """)
+    result = run_code(source)
+    assert result.ok, result.stderr
+    uid, *added = result.stdout.splitlines()
+    assert added == [f"-1 {errno.ENOSYS}"] * 2
+    key_users = Path("/proc/key-users").read_text().splitlines()
+    assert [line for line in key_users if line.split(":")[0].strip() == uid] == []

@@ -9,6 +9,7 @@ evaluation harness scores benchmarks by running code. That code never runs in th
 - runs under resource limits (`Limits`): CPU time (RLIMIT_CPU), address space (RLIMIT_AS), file size
   (RLIMIT_FSIZE), processes and threads (RLIMIT_NPROC), a wall-clock timeout, and an output cap (stdout and
   stderr together; the run is killed once it is exceeded and the result marked truncated);
+- cannot use the kernel's keyrings (a seccomp filter fails their syscalls), whose keys outlive the run;
 - as root (cepo's machines and CI): runs as a fresh unprivileged uid of its own, so it cannot write outside
   its directory, signal the caller or another run, and the processes limit counts only its own processes;
   and in new PID, network, IPC and mount namespaces: no network at all (not even loopback), a private /proc,

@@ -40,13 +40,35 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 22, 36, 38
+SECCOMP_MODE_FILTER, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, ENOSYS = 2, 0x7FFF0000, 0x00050000, 38
+BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGE_K, BPF_RET_K = 0x20, 0x15, 0x35, 0x06
+X32_SYSCALL_BIT = 0x40000000
+# The kernel's key management (add_key, request_key, keyctl) by machine: its audit arch and syscall numbers.
+KEY_SYSCALLS = {"x86_64": (0xC000003E, (248, 249, 250)), "aarch64": (0xC00000B7, (217, 218, 219))}
 SETUP_FAILED = 125
 MEGABYTE = 1024 * 1024
 # Shared scratch space and runtime sockets: the sandbox sees each as an empty tmpfs of its own.
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _SockFilter(ctypes.Structure):
+    """One classic BPF instruction: the program a seccomp filter runs on every syscall."""
+
+    _fields_ = [
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),  # instructions to skip when the test holds
+        ("jf", ctypes.c_ubyte),  # ... and when it does not
+        ("k", ctypes.c_uint),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    """A BPF program as prctl(PR_SET_SECCOMP) takes it."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
 def _call(function: str, *args: object) -> None:
@@ -153,6 +175,7 @@ def _program(config: dict[str, str], status_fd: int) -> NoReturn:
             os.setgid(int(config["uid"]))
             os.setuid(int(config["uid"]))
         _prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binary gives the privileges back
+        _forbid_kernel_keys()
         # Die with the init process; set after setuid, which clears it.
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         os.chdir(config["workdir"])
@@ -206,6 +229,31 @@ def _cover_with_tmpfs(directory: str, kept: list[str], size_mb: int) -> None:
         os.makedirs(path)
         _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
         os.close(handle)
+
+
+def _forbid_kernel_keys() -> None:
+    """A seccomp filter that fails the key syscalls with ENOSYS, as a kernel without keys would. A uid's
+    keyrings outlive its processes: each run's fresh uid would leave its keys in the kernel for good (up to
+    its key quota), and the program would hold the caller's session keyring. Syscalls of another ABI (i386,
+    x32), where the same calls have other numbers, fail too; the program never needs them."""
+    known = KEY_SYSCALLS.get(os.uname().machine)
+    if known is None:
+        return  # docs/sandbox.md names this gap
+    arch, numbers = known
+    deny = 5 + len(numbers)  # the index of the last instruction
+    instructions = [
+        (BPF_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        (BPF_JEQ_K, 0, deny - 2, arch),
+        (BPF_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+        (BPF_JGE_K, deny - 4, 0, X32_SYSCALL_BIT),
+        *((BPF_JEQ_K, deny - 5 - index, 0, number) for index, number in enumerate(numbers)),
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | ENOSYS),
+    ]
+    program = (_SockFilter * len(instructions))(*(_SockFilter(*instruction) for instruction in instructions))
+    fprog = _SockFprog(len(instructions), program)
+    zero = ctypes.c_ulong(0)
+    _call("prctl", PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), zero, zero)
 
 
 def _limit_resources(config: dict[str, str]) -> None:
