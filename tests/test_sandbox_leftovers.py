@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import random
+import shutil
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +134,38 @@ def test_kernel_keys_are_out_of_reach_and_none_outlive_the_run(isolation: Isolat
     assert added == [f"-1 {errno.ENOSYS}"] * 2
     key_users = Path("/proc/key-users").read_text().splitlines()
     assert [line for line in key_users if line.split(":")[0].strip() == uid] == []
+
+
+# -------------------------------------------------------------------------------- the caller's own uid
+# A caller that is not root runs the sandbox inside a user namespace, where the program would hold every
+# capability. Root plays that caller from a user namespace of its own, as uid 1000 there.
+AS_A_USER = """
+import ctypes, json
+from cepo.sandbox import isolation_report, run_code
+program = '''
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+status = open("/proc/self/status").read().splitlines()
+print([line.split()[1] for line in status if line.startswith("CapEff")][0])
+print(libc.umount2(b"/tmp", 2), ctypes.get_errno())  # MNT_DETACH: would uncover the host's /tmp
+'''
+print(json.dumps([isolation_report().namespaces, run_code(program).model_dump()]))
+"""
+
+
+def test_the_program_holds_no_capabilities_in_a_user_namespace() -> None:
+    command = [sys.executable, "-c", AS_A_USER]
+    if os.geteuid() == 0:
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            pytest.skip("no unshare(1) to play a caller that is not root")
+        command = [unshare, "--user", "--map-user=1000", "--map-group=1000", *command]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0 and "unshare failed" in done.stderr:
+        pytest.skip(f"no user namespaces here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    namespaces, result = json.loads(done.stdout)
+    if not namespaces:
+        pytest.skip("no user namespaces for a caller that is not root here")
+    assert result["ok"], result["stderr"]
+    assert result["stdout"].splitlines() == ["0000000000000000", f"-1 {errno.EPERM}"]

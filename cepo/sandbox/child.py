@@ -10,8 +10,8 @@ so it uses only small stdlib modules. It works as three processes:
   namespace its own mounts: a fresh /proc and /dev/mqueue, empty scratch directories, and the interpreter and
   work directory visible even where they sit below a directory others cannot enter. It forks the program,
   reaps orphans until the program has exited, reports how on the status pipe, and exits;
-- the program takes the resource limits, drops to the run's uid, says "ready" on the status pipe, closes it,
-  and runs main.py as __main__.
+- the program takes the resource limits, drops to the run's uid and every capability, installs a seccomp
+  filter, says "ready" on the status pipe, closes it, and runs main.py as __main__.
 
 The status pipe carries "ready" from the program, then "exit N" from the init process (N < 0: killed by
 signal -N), or "error: ..." if setup failed. The model-written code never holds it.
@@ -40,6 +40,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 22, 36, 38
 SECCOMP_MODE_FILTER, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, ENOSYS = 2, 0x7FFF0000, 0x00050000, 38
 BPF_LD_W_ABS, BPF_JEQ_K, BPF_JGE_K, BPF_RET_K = 0x20, 0x15, 0x35, 0x06
@@ -174,6 +175,7 @@ def _program(config: dict[str, str], status_fd: int) -> NoReturn:
             os.setgroups([])
             os.setgid(int(config["uid"]))
             os.setuid(int(config["uid"]))
+        _drop_capabilities()
         _prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binary gives the privileges back
         _forbid_kernel_keys()
         # Die with the init process; set after setuid, which clears it.
@@ -229,6 +231,14 @@ def _cover_with_tmpfs(directory: str, kept: list[str], size_mb: int) -> None:
         os.makedirs(path)
         _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
         os.close(handle)
+
+
+def _drop_capabilities() -> None:
+    """Empty the effective, permitted and inheritable sets. Without a uid change (not root) the program
+    would keep every capability of its user namespace: it could unmount the private /tmp and reach the
+    host's, or lift the limits of its mounts."""
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)  # version, pid (0: this process)
+    _call("capset", header, (ctypes.c_uint32 * 6)())  # three sets, two 32-bit words each: all zero
 
 
 def _forbid_kernel_keys() -> None:
