@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cepo.sandbox import IsolationReport, isolation_report, run_code
+from cepo.sandbox import IsolationReport, Limits, isolation_report, run_code
 
 libc = ctypes.CDLL(None, use_errno=True)
 librt = ctypes.CDLL("librt.so.1", use_errno=True)
@@ -169,3 +169,35 @@ def test_the_program_holds_no_capabilities_in_a_user_namespace() -> None:
         pytest.skip("no user namespaces for a caller that is not root here")
     assert result["ok"], result["stderr"]
     assert result["stdout"].splitlines() == ["0000000000000000", f"-1 {errno.EPERM}"]
+
+
+# ------------------------------------------------------------------------------------------------ disk
+def test_the_work_and_scratch_directories_share_one_cap_on_bytes(namespaces: None) -> None:
+    source = program("""
+        open("/tmp/scratch.bin", "wb").write(bytes(5 << 20))
+        print("scratch written", flush=True)
+        work = open("work.bin", "wb", buffering=0)
+        for megabytes in range(1, 64):
+            work.write(bytes(1 << 20))
+            print(megabytes, flush=True)
+    """)
+    result = run_code(source, limits=Limits(disk_mb=8, file_mb=64))
+    assert (result.ok, result.killed_reason) == (False, "disk limit")
+    assert result.stderr.endswith("OSError: [Errno 28] No space left on device\n")
+    scratch, *work = result.stdout.splitlines()
+    assert scratch == "scratch written" and len(work) <= 3  # 8 MB in all, 5 of them taken in /tmp
+
+
+def test_the_number_of_files_is_capped(namespaces: None) -> None:
+    source = program("""
+        import os
+        for count in range(100_000):
+            try:
+                os.mkdir(str(count)) if count % 2 else open(str(count), "w").close()
+            except OSError:
+                print(count, flush=True)
+                raise
+    """)
+    result = run_code(source, limits=Limits(disk_files=200))
+    assert (result.ok, result.killed_reason) == (False, "disk limit")
+    assert 100 < int(result.stdout) < 200  # the sandbox's own directories and main.py count too

@@ -154,7 +154,7 @@ def _init(config: dict[str, str], status_fd: int) -> NoReturn:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the supervisor
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         if config["namespaces"] == "1":
-            _private_mounts(config["workdir"], int(config["file_mb"]))
+            _private_mounts(config)
     except OSError as error:
         _fail(status_fd, error)
     program = os.fork()
@@ -189,7 +189,8 @@ def _program(config: dict[str, str], status_fd: int) -> NoReturn:
     sys.exit(0)
 
 
-def _private_mounts(workdir: str, scratch_mb: int) -> None:
+def _private_mounts(config: dict[str, str]) -> None:
+    workdir = config["workdir"]
     os.umask(0o022)  # directories created below must stay enterable by the run's uid
     _call("unshare", CLONE_NEWNS)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted from here on reaches the host
@@ -199,8 +200,16 @@ def _private_mounts(workdir: str, scratch_mb: int) -> None:
     )
     scratch = [path for path in SCRATCH_DIRS if os.path.isdir(path) and not os.path.islink(path)]
     closed = [ancestor for ancestor in map(_closed_ancestor, kept) if ancestor]
-    for directory in _outermost([*scratch, *closed]):
-        _cover_with_tmpfs(directory, [path for path in kept if path.startswith(directory + "/")], scratch_mb)
+    covered = _outermost([*scratch, *closed])
+    given = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)  # main.py and the files, before the disk hides it
+    *covers, work = _disk(workdir, covered, config)
+    for directory, cover in zip(covered, covers, strict=True):
+        _cover(directory, cover, [path for path in kept if path.startswith(directory + "/")])
+    _mount(f"/proc/self/fd/{work}", workdir, None, MS_BIND)
+    _copy_files(given, workdir, config["uid"])
+    for handle in (given, *covers, work):
+        os.close(handle)
+    os.chdir(workdir)  # off the host's directory below: nothing of this namespace holds it any more
     if os.path.isdir("/dev/mqueue"):  # the host's queues are there, and a file created there is one of them
         _mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this IPC namespace's
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # shows only this PID namespace
@@ -222,15 +231,47 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
-def _cover_with_tmpfs(directory: str, kept: list[str], size_mb: int) -> None:
-    """Hide `directory` behind an empty tmpfs, then bind the `kept` paths below it back in place."""
-    handles = [os.open(path, os.O_PATH) for path in kept]  # still reachable once the tmpfs hides them
-    mode = stat.S_IMODE(os.stat(directory).st_mode) | 0o755
-    _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode:o},size={size_mb}m")
+def _disk(workdir: str, covered: list[str], config: dict[str, str]) -> list[int]:
+    """Mount the run's disk over `workdir`: one tmpfs, of fixed size and number of inodes, for all the run may
+    write. It holds an empty directory for each `covered` one, with its mode, and then one for the work
+    directory. Returns O_PATH handles of those, in that order; the disk's root ends up hidden below them."""
+    limits = f"size={config['disk_mb']}m,nr_inodes={config['disk_files']}"
+    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"{limits},mode=700")
+    modes = [stat.S_IMODE(os.stat(directory).st_mode) | 0o755 for directory in covered]
+    handles = []
+    for index, mode in enumerate([*modes, 0o700]):
+        path = f"{workdir}/{index}"
+        os.mkdir(path)
+        os.chmod(path, mode)
+        handles.append(os.open(path, os.O_PATH))
+    return handles
+
+
+def _cover(directory: str, cover: int, kept: list[str]) -> None:
+    """Hide `directory` behind `cover` (a handle of an empty directory), then bind the `kept` paths below it
+    back in place."""
+    handles = [os.open(path, os.O_PATH) for path in kept]  # still reachable once the cover hides them
+    _mount(f"/proc/self/fd/{cover}", directory, None, MS_BIND)
     for path, handle in zip(kept, handles, strict=True):
         os.makedirs(path)
         _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
         os.close(handle)
+
+
+def _copy_files(given: int, workdir: str, uid: str) -> None:
+    """Copy what the directory `given` (a handle) holds into `workdir`; give it all, and `workdir`, to `uid`
+    if there is one."""
+    for directory, _, names, handle in os.fwalk(dir_fd=given):
+        target = os.path.normpath(os.path.join(workdir, directory))
+        if directory != ".":
+            os.mkdir(target)
+        copies = [os.path.join(target, name) for name in names]
+        for name, copy in zip(names, copies, strict=True):
+            with open(os.open(name, os.O_RDONLY, dir_fd=handle), "rb") as source, open(copy, "wb") as file:
+                file.write(source.read())
+        if uid:
+            for path in (target, *copies):
+                os.chown(path, int(uid), int(uid))
 
 
 def _drop_capabilities() -> None:

@@ -8,14 +8,17 @@ from cepo.errors import CepoError
 
 
 class Limits(BaseModel):
-    """Resource limits of one run. CPU time is enforced in whole seconds, rounded up."""
+    """Resource limits of one run. CPU time is enforced in whole seconds, rounded up. The disk limits hold
+    with namespaces only, where the run's files are one tmpfs: they are held in memory."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cpu_s: float = Field(5, gt=0, description="CPU time of the program's process (all its threads)")
     wall_s: float = Field(10, gt=0, description="wall-clock time of the whole run")
     memory_mb: int = Field(512, gt=0, description="address space of each process")
-    file_mb: int = Field(16, gt=0, description="size of any one file written; also each private scratch dir")
+    file_mb: int = Field(16, gt=0, description="size of any one file written")
+    disk_mb: int = Field(64, gt=0, description="all the run's files together: work dir and scratch dirs")
+    disk_files: int = Field(4096, gt=0, description="files and directories there, the sandbox's own included")
     processes: int = Field(32, gt=0, description="processes and threads of the run's uid")
     output_bytes: int = Field(64_000, gt=0, description="stdout plus stderr; the run is killed beyond it")
 
@@ -31,7 +34,7 @@ class RunResult(BaseModel):
     stderr: str
     timed_out: bool
     # Why the run did not end normally: "wall-clock timeout", "cpu time limit", "memory limit", "processes
-    # limit", "output limit", "signal SIGSEGV", "cancelled", ...
+    # limit", "disk limit", "output limit", "signal SIGSEGV", "cancelled", ...
     killed_reason: str | None
     truncated: bool  # output went over Limits.output_bytes; what fitted is kept
     seconds: float
@@ -48,7 +51,8 @@ class IsolationReport(BaseModel):
     )
     namespaces: bool = Field(
         description="own PID, network, IPC and mount namespaces: no network, every process and IPC object "
-        "(System V, POSIX message queues) dies with the run, private /tmp, /var/tmp, /dev/shm, /run and /proc"
+        "(System V, POSIX message queues) dies with the run, private /tmp, /var/tmp, /dev/shm, /run and "
+        "/proc, and those and the work dir on one tmpfs of Limits.disk_mb and Limits.disk_files"
     )
 
     @computed_field
@@ -64,8 +68,9 @@ class IsolationReport(BaseModel):
         if not self.namespaces:
             missing.append(
                 "no network isolation; /tmp, /var/tmp, /dev/shm and /run are shared with the host, "
-                "/proc shows the host's processes, and System V IPC objects and POSIX message queues are "
-                "the host's and outlive the run"
+                "/proc shows the host's processes, System V IPC objects and POSIX message queues are "
+                "the host's and outlive the run, and the work directory is on the host's disk, "
+                "with no cap on the total size and number of the files written"
             )
         if not (self.separate_user or self.namespaces):
             missing.append("a process that kills the supervisor first can outlive the run")

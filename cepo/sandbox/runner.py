@@ -194,6 +194,8 @@ def _spawn(
         "cpu_s": math.ceil(limits.cpu_s),
         "memory_mb": limits.memory_mb,
         "file_mb": limits.file_mb,
+        "disk_mb": limits.disk_mb,
+        "disk_files": limits.disk_files,
         "processes": limits.processes,
     }
     status_read, status_write = os.pipe()
@@ -359,6 +361,8 @@ def _limit_refused(stderr: str) -> str | None:
     fork_refused = "fork" in stderr and any(line.startswith("BlockingIOError: [Errno 11]") for line in lines)
     if fork_refused or any(line.startswith("RuntimeError: can't start new thread") for line in lines):
         return "processes limit"
+    if any(line.startswith("OSError: [Errno 28]") for line in lines):  # ENOSPC: out of bytes or of inodes
+        return "disk limit"
     return None
 
 
