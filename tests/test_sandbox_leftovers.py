@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sandbox_runs import record_sandbox_runs
 
 from cepo.sandbox import IsolationReport, Limits, isolation_report, run_code
+from cepo.sandbox.runner import _execute
 
 libc = ctypes.CDLL(None, use_errno=True)
 librt = ctypes.CDLL("librt.so.1", use_errno=True)
@@ -201,3 +203,82 @@ def test_the_number_of_files_is_capped(namespaces: None) -> None:
     result = run_code(source, limits=Limits(disk_files=200))
     assert (result.ok, result.killed_reason) == (False, "disk limit")
     assert 100 < int(result.stdout) < 200  # the sandbox's own directories and main.py count too
+
+
+# -------------------------------------------------------------------------------------------- clean-up
+# Leaves what shutil.rmtree cannot remove: a tree too deep for its recursion and beyond PATH_MAX,
+# directories without permissions, many files, a FIFO, and a link to a directory outside.
+TANGLE = """
+    import os
+    os.symlink({outside!r}, "link")
+    os.mkfifo("fifo")
+    os.mkdir("many")
+    for n in range(2000):
+        open(f"many/{{n}}", "w").close()
+    for name, mode in (("locked", 0), ("read-only", 0o500)):
+        os.mkdir(name)
+        open(f"{{name}}/file", "w").close()
+        os.chmod(name, mode)
+    for name in ["d"] * 1000 + ["x" * 255] * 20:
+        os.mkdir(name)
+        os.chdir(name)
+    open("deepest", "w").close()
+    os.chmod(".", 0)
+    print("left")
+"""
+WEAKEST = IsolationReport(separate_user=os.geteuid() == 0, namespaces=False)
+
+
+@pytest.mark.parametrize("forced", [None, WEAKEST], ids=["as isolated as here", "without namespaces"])
+def test_whatever_a_run_leaves_its_work_directory_is_removed(
+    forced: IsolationReport | None,
+    isolation: IsolationReport,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = record_sandbox_runs(monkeypatch)  # after the isolation probe, so only this run is recorded
+    marker = tmp_path / "outside" / "marker.txt"
+    marker.parent.mkdir()
+    marker.write_text("kept")
+    source = program(TANGLE.format(outside=str(marker.parent)))
+    limits = Limits(disk_files=10_000)
+    result = run_code(source, limits=limits) if forced is None else _execute(source, "", limits, {}, forced)
+    assert result.ok and result.stdout == "left\n", result.stderr
+    [(workdir, _)] = runs.started
+    assert not Path(workdir).exists()
+    assert marker.read_text() == "kept"
+
+
+def make_chain(top: Path, name: str, depth: int) -> None:
+    """`depth` directories `name` inside each other below `top`, the last one without permissions; made
+    through directory handles, since the path may be longer than PATH_MAX."""
+    handle = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir(name, dir_fd=handle)
+        inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=handle)
+        os.close(handle)
+        handle = inner
+    os.close(os.open("file", os.O_CREAT | os.O_WRONLY, dir_fd=handle))
+    os.fchmod(handle, 0)
+    os.close(handle)
+
+
+def test_a_tree_the_caller_cannot_enter_is_removed_all_the_same(tmp_path: Path) -> None:
+    # As a caller that is not root, for whom permissions hold: root plays one without its overrides.
+    top = tmp_path / "workdir"
+    top.mkdir()
+    make_chain(top, "x" * 255, 20)  # beyond PATH_MAX
+    for directory, mode in ((top / "read-only", 0o500), (top / "locked", 0), (top, 0)):
+        directory.mkdir(exist_ok=True)
+        (directory / "file").touch()
+        directory.chmod(mode)
+    remove = f"from cepo.sandbox.runner import _remove_tree; _remove_tree({str(top)!r})"
+    command = [sys.executable, "-c", remove]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("no setpriv(1) to drop root's permission overrides")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner", "--", *command]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert not top.exists()
