@@ -223,6 +223,14 @@ THREATS = [
         needs="isolated",
     ),
     Threat(
+        "terminal escapes in the error",
+        r"""
+        def double(n):
+            raise ValueError("\x1b]0;pwned\x07\x1b[2J\u202e")  # retitles and clears the terminal
+        """,
+        r"ValueError: \\x1b\]0;pwned\\x07\\x1b\[2J\\u202e",
+    ),
+    Threat(
         "daemon left running",
         """
         import os, time
@@ -283,6 +291,14 @@ async def test_a_short_answer_whose_program_hoards_processes_keeps_the_answer_it
     assert (checks.program_output, checks.program_error) == (None, "killed: processes limit")
     assert checks.answer == "42"
     assert len(runs.started) == 1 and runs.processes() == []
+
+
+async def test_a_short_answer_whose_program_prints_terminal_escapes_shows_them_escaped() -> None:
+    text = answer(r'print("\x1b]0;pwned\x07\x1b[2J\u202eAnswer: 42")')
+    checks = await check_candidate([text], "number", [], run_program=True, seconds=GENEROUS_SECONDS)
+
+    assert checks.program_output == r"\x1b]0;pwned\x07\x1b[2J\u202eAnswer: 42"
+    assert checks.answer == "42"
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:

@@ -110,6 +110,20 @@ def test_source_that_is_not_valid_unicode_is_reported_as_a_syntax_error() -> Non
     assert "SyntaxError" in result.stderr
 
 
+def test_terminal_controls_in_the_output_are_made_visible() -> None:
+    # Retitles the terminal (OSC ... BEL), clears it (CSI), reverses the text (U+202E), overwrites the line
+    # (CR), a C1 CSI and NUL; tab, newline and CR LF stay as they are.
+    source = program(r"""
+        import sys
+        hostile = "\x1b]0;pwned\x07\x1b[2J\u202eevil\rover\x9b\x00\ttab\r\n"
+        print(hostile, end="")
+        sys.stderr.write(hostile)
+    """)
+    result = run_code(source)
+    visible = r"\x1b]0;pwned\x07\x1b[2J\u202eevil\rover\x9b\x00" + "\ttab\r\n"
+    assert result.ok and (result.stdout, result.stderr) == (visible, visible)
+
+
 @pytest.mark.parametrize("name", ["../escape.txt", "/etc/passwd", "main.py", "./main.py"])
 def test_file_names_must_stay_inside_the_work_directory(name: str) -> None:
     with pytest.raises(ValueError, match="relative path"):

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from cepo.errors import CepoError
+
+# What a terminal acts on rather than shows: C0 controls but tab and newline (a carriage return too, unless
+# a newline follows it), DEL, C1 controls (CSI, OSC and the like), and the bidirectional controls.
+_TERMINAL_CONTROLS = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]|\r(?!\n)"
+)
 
 
 class Limits(BaseModel):
@@ -24,7 +32,13 @@ class Limits(BaseModel):
 
 
 class RunResult(BaseModel):
-    """What happened to one run. `ok` means exit code 0 and nothing stopped it."""
+    """What happened to one run. `ok` means exit code 0 and nothing stopped it.
+
+    stdout and stderr hold the program's output with every terminal control made visible as Python's repr
+    writes it (ESC as the four characters `\\x1b`, U+202E as `\\u202e`); newlines, tabs and CR LF stay.
+    The output reaches terminals by many ways (check details, the live view, `extract_answer`, eval reports,
+    logs); here, where it enters cepo, one rule covers them all, so no escape sequence in it can retitle or
+    repaint a terminal. What a program printed with repr() holds no control, so it comes out unchanged."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -38,6 +52,11 @@ class RunResult(BaseModel):
     killed_reason: str | None
     truncated: bool  # output went over Limits.output_bytes; what fitted is kept
     seconds: float
+
+    @field_validator("stdout", "stderr")
+    @classmethod
+    def _controls_made_visible(cls, text: str) -> str:
+        return _TERMINAL_CONTROLS.sub(_visible, text)
 
 
 class IsolationReport(BaseModel):
@@ -75,6 +94,14 @@ class IsolationReport(BaseModel):
         if not (self.separate_user or self.namespaces):
             missing.append("a process that kills the supervisor first can outlive the run")
         return missing
+
+
+def _visible(control: re.Match[str]) -> str:
+    character = control.group()
+    if character == "\r":
+        return "\\r"
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class SandboxError(CepoError):
