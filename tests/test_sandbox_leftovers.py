@@ -175,34 +175,39 @@ def test_the_program_holds_no_capabilities_in_a_user_namespace() -> None:
 
 # ------------------------------------------------------------------------------------------------ disk
 def test_the_work_and_scratch_directories_share_one_cap_on_bytes(namespaces: None) -> None:
-    source = program("""
-        open("/tmp/scratch.bin", "wb").write(bytes(5 << 20))
+    # Files of 1 MB, well below the file size limit: only the cap on them all stops them.
+    cap = Limits().disk_mb
+    source = program(f"""
+        for n in range({cap // 2}):
+            with open(f"/tmp/{{n}}", "wb", buffering=0) as file:
+                file.write(bytes(1 << 20))
         print("scratch written", flush=True)
-        work = open("work.bin", "wb", buffering=0)
-        for megabytes in range(1, 64):
-            work.write(bytes(1 << 20))
-            print(megabytes, flush=True)
+        for n in range({2 * cap}):
+            with open(str(n), "wb", buffering=0) as file:
+                file.write(bytes(1 << 20))
+            print(n + 1, flush=True)
     """)
-    result = run_code(source, limits=Limits(disk_mb=8, file_mb=64))
+    result = run_code(source)
     assert (result.ok, result.killed_reason) == (False, "disk limit")
     assert result.stderr.endswith("OSError: [Errno 28] No space left on device\n")
     scratch, *work = result.stdout.splitlines()
-    assert scratch == "scratch written" and len(work) <= 3  # 8 MB in all, 5 of them taken in /tmp
+    assert scratch == "scratch written" and len(work) <= cap - cap // 2  # what /tmp left of the cap
 
 
 def test_the_number_of_files_is_capped(namespaces: None) -> None:
-    source = program("""
+    cap = Limits().disk_files
+    source = program(f"""
         import os
-        for count in range(100_000):
+        for count in range({2 * cap}):
             try:
                 os.mkdir(str(count)) if count % 2 else open(str(count), "w").close()
             except OSError:
                 print(count, flush=True)
                 raise
     """)
-    result = run_code(source, limits=Limits(disk_files=200))
+    result = run_code(source)
     assert (result.ok, result.killed_reason) == (False, "disk limit")
-    assert 100 < int(result.stdout) < 200  # the sandbox's own directories and main.py count too
+    assert cap - 100 < int(result.stdout) < cap  # the sandbox's own directories and main.py count too
 
 
 # -------------------------------------------------------------------------------------------- clean-up
@@ -241,8 +246,7 @@ def test_whatever_a_run_leaves_its_work_directory_is_removed(
     marker.parent.mkdir()
     marker.write_text("kept")
     source = program(TANGLE.format(outside=str(marker.parent)))
-    limits = Limits(disk_files=10_000)
-    result = run_code(source, limits=limits) if forced is None else _execute(source, "", limits, {}, forced)
+    result = run_code(source) if forced is None else _execute(source, "", Limits(), {}, forced)
     assert result.ok and result.stdout == "left\n", result.stderr
     [(workdir, _)] = runs.started
     assert not Path(workdir).exists()
