@@ -49,7 +49,7 @@ X32_SYSCALL_BIT = 0x40000000
 KEY_SYSCALLS = {"x86_64": (0xC000003E, (248, 249, 250)), "aarch64": (0xC00000B7, (217, 218, 219))}
 SETUP_FAILED = 125
 MEGABYTE = 1024 * 1024
-# Shared scratch space and runtime sockets: the sandbox sees each as an empty tmpfs of its own.
+# Shared scratch space and runtime sockets: the sandbox sees each as an empty directory of the run's disk.
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -209,7 +209,7 @@ def _private_mounts(config: dict[str, str]) -> None:
     _copy_files(given, workdir, config["uid"])
     for handle in (given, *covers, work):
         os.close(handle)
-    os.chdir(workdir)  # off the host's directory below: nothing of this namespace holds it any more
+    os.chdir(workdir)  # off the host's work directory, under the disk now: no process of the run keeps it
     if os.path.isdir("/dev/mqueue"):  # the host's queues are there, and a file created there is one of them
         _mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this IPC namespace's
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # shows only this PID namespace
