@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -26,12 +26,15 @@ from sandbox_runs import SandboxRuns, record_sandbox_runs
 from scripted_backend import ScriptedBackend
 
 from cepo.checks import Checks, Example, check_candidate
-from cepo.sandbox import IsolationReport, isolation_report
+from cepo.sandbox import IsolationReport, RunResult, isolation_report, runner
 
 EXAMPLES = [Example(kind="call", input="double(3)", output="6")]
 GOOD = "def double(n):\n    return 2 * n\n"
-THREAT_SECONDS = 2.0  # the sandbox's time limits for a threat: it runs into them
-GENEROUS_SECONDS = 60.0  # for the well-behaved candidate beside it, on a machine the threat keeps busy
+# The sandbox's time limits for a threat that only they end: it is killed by them, whatever they are.
+THREAT_SECONDS = 2.0
+# For code that must finish first, however busy the machine: every other threat, and the well-behaved
+# candidate checked beside each threat.
+GENEROUS_SECONDS = 60.0
 SECRET = "s3cret-api-key-of-the-server"
 # Starts processes that wait, until the processes limit refuses one.
 PROCESS_HOARDER = """
@@ -103,6 +106,7 @@ class Threat(NamedTuple):
     code: str  # may name {pid}, {outside}, {port}: the host's
     reason: str | None  # the failed example's detail, a regular expression; None: the code passes
     needs: str = ""  # "isolated": a uid or namespaces of its own; "namespaces": namespaces
+    seconds: float = GENEROUS_SECONDS  # the sandbox's time limits
 
 
 THREATS = [
@@ -114,6 +118,7 @@ THREATS = [
                 pass
         """,
         "timed out",
+        seconds=THREAT_SECONDS,
     ),
     Threat(
         "cpu burn in threads",
@@ -131,6 +136,7 @@ THREATS = [
                 worker.join()
         """,
         "timed out|killed: cpu time limit",  # whichever limit comes first on a busy machine
+        seconds=THREAT_SECONDS,
     ),
     Threat(
         "memory hog",
@@ -152,9 +158,12 @@ THREATS = [
         """,
         # The first refused fork ends it, unless its processes share the CPU so thinly that time runs out.
         "killed: processes limit|timed out",
+        seconds=THREAT_SECONDS,
     ),
     Threat("processes until the limit", PROCESS_HOARDER, "killed: processes limit"),
-    Threat("fork bomb that outlasts the processes limit", SLEEPING_FORK_BOMB, "timed out"),
+    Threat(
+        "fork bomb that outlasts the processes limit", SLEEPING_FORK_BOMB, "timed out", seconds=THREAT_SECONDS
+    ),
     Threat(
         "deep recursion",
         """
@@ -223,6 +232,14 @@ THREATS = [
         needs="isolated",
     ),
     Threat(
+        "terminal escapes in the error",
+        r"""
+        def double(n):
+            raise ValueError("\x1b]0;pwned\x07\x1b[2J\u202e")  # retitles and clears the terminal
+        """,
+        r"ValueError: \\x1b\]0;pwned\\x07\\x1b\[2J\\u202e",
+    ),
+    Threat(
         "daemon left running",
         """
         import os, time
@@ -260,7 +277,7 @@ async def test_a_threat_fails_its_check_with_the_reason_and_leaves_nothing_behin
     require(threat.needs, isolation)
     code = textwrap.dedent(threat.code).format(pid=host.pid, outside=host.outside, port=host.port)
 
-    harmful, beside = await asyncio.gather(check(code, THREAT_SECONDS), check(GOOD, GENEROUS_SECONDS))
+    harmful, beside = await asyncio.gather(check(code, threat.seconds), check(GOOD, GENEROUS_SECONDS))
 
     [result] = harmful.examples
     assert harmful.parses and harmful.answer == code.strip()
@@ -278,11 +295,19 @@ async def test_a_short_answer_whose_program_hoards_processes_keeps_the_answer_it
     runs: SandboxRuns,
 ) -> None:
     text = answer(textwrap.dedent(PROCESS_HOARDER) + "print(double(21))") + "\nAnswer: 42"
-    checks = await check_candidate([text], "number", [], run_program=True, seconds=THREAT_SECONDS)
+    checks = await check_candidate([text], "number", [], run_program=True, seconds=GENEROUS_SECONDS)
 
     assert (checks.program_output, checks.program_error) == (None, "killed: processes limit")
     assert checks.answer == "42"
     assert len(runs.started) == 1 and runs.processes() == []
+
+
+async def test_a_short_answer_whose_program_prints_terminal_escapes_shows_them_escaped() -> None:
+    text = answer(r'print("\x1b]0;pwned\x07\x1b[2J\u202eAnswer: 42")')
+    checks = await check_candidate([text], "number", [], run_program=True, seconds=GENEROUS_SECONDS)
+
+    assert checks.program_output == r"\x1b]0;pwned\x07\x1b[2J\u202eAnswer: 42"
+    assert checks.answer == "42"
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -355,7 +380,25 @@ def test_a_fork_bomb_answer_fails_its_check_while_another_request_is_served(runs
     assert runs.processes() == []
 
 
-def test_a_client_that_goes_away_during_a_fork_bomb_check_ends_its_sandbox(runs: SandboxRuns) -> None:
+def record_results(monkeypatch: pytest.MonkeyPatch) -> list[RunResult]:
+    """The result of every sandbox run that ends from now on, a cancelled one's too (nobody awaits it)."""
+    isolation_report()  # its probe run, once per process, is not one of them
+    results: list[RunResult] = []
+    execute = runner._execute
+
+    def recorded(*arguments: Any, **keywords: Any) -> RunResult:
+        result = execute(*arguments, **keywords)
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(runner, "_execute", recorded)
+    return results
+
+
+def test_a_client_that_goes_away_during_a_fork_bomb_check_ends_its_sandbox(
+    runs: SandboxRuns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = record_results(monkeypatch)
     with live_server(ScriptedBackend([("", model_reply)])) as url:
         host, port = url.removeprefix("http://").split(":")
         body = json.dumps(cepo_request(BOMB_QUESTION, GENEROUS_SECONDS)).encode()
@@ -366,6 +409,8 @@ def test_a_client_that_goes_away_during_a_fork_bomb_check_ends_its_sandbox(runs:
                 + body
             )
             wait_until(lambda: runs.processes() != [], what="the fork bomb running in the sandbox")
-        # Well within the sandbox's own time limit: only the cancellation can end it this soon.
-        wait_until(lambda: runs.processes() == [], timeout=GENEROUS_SECONDS / 2, what="the sandbox ended")
+        # The run ends by the cancellation or, failing that, by its own time limit: the result says which.
+        wait_until(lambda: results != [], timeout=2 * GENEROUS_SECONDS, what="the sandbox run ended")
+        assert [result.killed_reason for result in results] == ["cancelled"]
+        assert runs.processes() == []
         wait_until(lambda: httpx.get(f"{url}/health").json()["running"] == 0, what="the slot freed")

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from sandbox_runs import processes_of
+from sandbox_runs import processes_of, record_sandbox_runs
 
 from cepo.sandbox import IsolationReport, Limits, isolation_report, run_code, run_code_async
 from cepo.sandbox.runner import _execute
@@ -110,6 +110,20 @@ def test_source_that_is_not_valid_unicode_is_reported_as_a_syntax_error() -> Non
     assert "SyntaxError" in result.stderr
 
 
+def test_terminal_controls_in_the_output_are_made_visible() -> None:
+    # Retitles the terminal (OSC ... BEL), clears it (CSI), reverses the text (U+202E), overwrites the line
+    # (CR), a C1 CSI and NUL; tab, newline and CR LF stay as they are.
+    source = program(r"""
+        import sys
+        hostile = "\x1b]0;pwned\x07\x1b[2J\u202eevil\rover\x9b\x00\ttab\r\n"
+        print(hostile, end="")
+        sys.stderr.write(hostile)
+    """)
+    result = run_code(source)
+    visible = r"\x1b]0;pwned\x07\x1b[2J\u202eevil\rover\x9b\x00" + "\ttab\r\n"
+    assert result.ok and (result.stdout, result.stderr) == (visible, visible)
+
+
 @pytest.mark.parametrize("name", ["../escape.txt", "/etc/passwd", "main.py", "./main.py"])
 def test_file_names_must_stay_inside_the_work_directory(name: str) -> None:
     with pytest.raises(ValueError, match="relative path"):
@@ -148,27 +162,30 @@ def test_memory_hog_hits_the_memory_limit() -> None:
     assert result.stderr.endswith("MemoryError\n")
 
 
-def test_fork_bomb_is_capped_and_leaves_no_process(separate_user: None) -> None:
+def test_fork_bomb_is_capped_and_leaves_no_process(
+    separate_user: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every process forks until one fork of its own is refused; the program's first process then ends the
+    # run, and with it every process still forking. Time limits it never reaches.
     source = program("""
         import os
-        print(os.getuid(), flush=True)
-        refused = False
         while True:
             try:
                 os.fork()
             except OSError:
-                if not refused:
-                    print("fork refused", flush=True)
-                    refused = True
+                print("fork refused", flush=True)
+                break
     """)
-    result = run_code(source, limits=Limits(wall_s=2, processes=16))
-    uid, *outcomes = result.stdout.splitlines()
-    assert result.timed_out and result.killed_reason == "wall-clock timeout"
-    assert "fork refused" in outcomes  # the processes limit held
-    assert processes_of(int(uid)) == []
+    runs = record_sandbox_runs(monkeypatch)
+    result = run_code(source, limits=Limits(wall_s=600, cpu_s=600, processes=16))
+    assert (result.ok, result.killed_reason) == (True, None), result.stderr
+    assert "fork refused" in result.stdout.splitlines()  # the processes limit held
+    [(_, uid)] = runs.started
+    assert uid is not None and processes_of(uid) == []
 
 
 def test_cpu_burn_in_several_threads_hits_the_cpu_limit() -> None:
+    # However busy the machine, the program gets its second of CPU time long before the wall-clock limit.
     source = program("""
         import threading
         def burn():
@@ -177,15 +194,19 @@ def test_cpu_burn_in_several_threads_hits_the_cpu_limit() -> None:
         for _ in range(4):
             threading.Thread(target=burn).start()
     """)
-    result = run_code(source, limits=Limits(cpu_s=1, wall_s=60))
+    result = run_code(source, limits=Limits(cpu_s=1, wall_s=600))
     assert (result.ok, result.timed_out, result.killed_reason) == (False, False, "cpu time limit")
 
 
-def test_infinite_loop_hits_the_wall_clock_timeout(separate_user: None) -> None:
-    source = "import os\nprint(os.getuid(), flush=True)\nwhile True:\n    pass\n"
-    result = run_code(source, limits=Limits(wall_s=1, cpu_s=60))
+def test_infinite_loop_hits_the_wall_clock_timeout(
+    separate_user: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed by the limit whatever it is, and however far the program got: a short one will do.
+    runs = record_sandbox_runs(monkeypatch)
+    result = run_code("while True:\n    pass\n", limits=Limits(wall_s=1, cpu_s=600))
     assert (result.ok, result.timed_out, result.killed_reason) == (False, True, "wall-clock timeout")
-    assert processes_of(int(result.stdout)) == []
+    [(_, uid)] = runs.started
+    assert uid is not None and processes_of(uid) == []
 
 
 def test_huge_print_is_cut_at_the_output_limit() -> None:

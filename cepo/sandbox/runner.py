@@ -10,8 +10,8 @@ import math
 import os
 import random
 import selectors
-import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,6 +34,7 @@ SANDBOX_UIDS = range(1_500_000_000, 1_600_000_000)
 ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 STOP_GRACE_S = 5.0  # the supervisor needs milliseconds to kill the sandbox; this only bounds a broken one
 READ_CHUNK = 65536
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cepo-sandbox")
 _probe_lock = threading.Lock()
 
@@ -179,7 +180,76 @@ def _workdir(files: dict[str, str], uid: int | None) -> Iterator[str]:
                     os.chown(path, uid, uid)
         yield workdir
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        _remove_tree(workdir)
+
+
+def _remove_tree(top: str) -> None:
+    """Remove `top` and whatever a run left in it, where shutil.rmtree fails (it recurses, so a deep tree
+    raises RecursionError, and it gives up on directories without permissions). One directory handle at a
+    time, so neither depth nor PATH_MAX limits it; directories made the caller's to enter and empty again;
+    symbolic links removed, never followed. Never raises: what cannot go is logged."""
+    try:
+        _empty_directory(top)
+        os.rmdir(top)
+    except OSError as error:
+        logger.warning("sandbox: could not remove the work directory %s: %s", top, error)
+
+
+def _empty_directory(top: str) -> None:
+    """Remove everything below `top`, deepest first, walking down and back up through directory handles."""
+    handle = _open_directory(top, None)
+    names: list[str] = []  # the path from `top` down to `handle`
+    identities = [_identity(handle)]  # of each directory on that path: going back up is checked against them
+    try:
+        while True:
+            below = _unlink_all_but_a_directory(handle)
+            if below is not None:
+                inner = _open_directory(below, handle)
+                os.close(handle)
+                handle = inner
+                names.append(below)
+                identities.append(_identity(handle))
+                continue
+            if not names:
+                return
+            outer = os.open("..", DIRECTORY_FLAGS, dir_fd=handle)
+            os.close(handle)
+            handle = outer
+            identities.pop()
+            if _identity(handle) != identities[-1]:
+                raise OSError(f"{os.path.join(top, *names)} was moved during its removal")
+            os.rmdir(names.pop(), dir_fd=handle)
+    finally:
+        os.close(handle)
+
+
+def _open_directory(name: str, parent: int | None) -> int:
+    """A handle of the directory `name` (in `parent`), never through a symbolic link, whose entries the
+    caller may remove: its permissions are restored first where the run took them away."""
+    try:
+        handle = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+    except PermissionError:
+        os.chmod(name, stat.S_IRWXU, dir_fd=parent)
+        handle = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+    if stat.S_IMODE(os.fstat(handle).st_mode) & stat.S_IRWXU != stat.S_IRWXU:
+        os.fchmod(handle, stat.S_IRWXU)
+    return handle
+
+
+def _identity(handle: int) -> tuple[int, int]:
+    status = os.fstat(handle)
+    return status.st_dev, status.st_ino
+
+
+def _unlink_all_but_a_directory(handle: int) -> str | None:
+    """Unlink the entries of the directory `handle` up to its first subdirectory, whose name is returned;
+    None once it held no subdirectory, so is empty."""
+    with os.scandir(handle) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                return entry.name
+            os.unlink(entry.name, dir_fd=handle)
+    return None
 
 
 @contextlib.contextmanager
@@ -194,6 +264,8 @@ def _spawn(
         "cpu_s": math.ceil(limits.cpu_s),
         "memory_mb": limits.memory_mb,
         "file_mb": limits.file_mb,
+        "disk_mb": limits.disk_mb,
+        "disk_files": limits.disk_files,
         "processes": limits.processes,
     }
     status_read, status_write = os.pipe()
@@ -359,6 +431,8 @@ def _limit_refused(stderr: str) -> str | None:
     fork_refused = "fork" in stderr and any(line.startswith("BlockingIOError: [Errno 11]") for line in lines)
     if fork_refused or any(line.startswith("RuntimeError: can't start new thread") for line in lines):
         return "processes limit"
+    if any(line.startswith("OSError: [Errno 28]") for line in lines):  # ENOSPC: out of bytes or of inodes
+        return "disk limit"
     return None
 
 
