@@ -79,3 +79,6 @@ def test_the_command_prints_a_table_and_writes_json(monkeypatch: pytest.MonkeyPa
     figures = json.loads(path.read_text())
     assert [m["method"] for m in figures["methods"]] == ["plain", "cepo", SEQUENTIAL]
     assert figures["speedup_vs_sequential"] > 0 and "speedup_vs_sequential" in outcome.output
+    # The demo question, once per seed: the scripted model always states 3, on one line.
+    assert (figures["demo_runs"], figures["demo_correct"], figures["demo_clean"]) == (5, 5, True)
+    assert figures["demo_median_s"] > 0 and "demo question, 5 seeds: 5/5 right" in outcome.output

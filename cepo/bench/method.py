@@ -26,6 +26,7 @@ from cepo.backends import Backend
 from cepo.backends.llama import LlamaEngine
 from cepo.backends.sequential import SequentialBackend
 from cepo.bench.engine import BRANCHES, aggregate
+from cepo.checks import extract_answer
 from cepo.methods import configure, get_method, run, solve
 from cepo.methods.events import BranchToken, Finished, MethodResult
 from cepo.methods.settings import Options, RunSettings
@@ -36,6 +37,9 @@ QUESTIONS = (
     "position, the largest number seen so far.\n>>> running_max([1, 3, 2, 5, 4])\n[1, 3, 3, 5, 5]",
 )
 WARM_UP = "Is 7 a prime number?"
+# `make demo`'s question, asked `demo_runs` times with different seeds: is cepo right, fast and clean there?
+DEMO_QUESTION = 'How many r\'s are in the word "strawberry"?'
+DEMO_ANSWER = "3"
 SEQUENTIAL = "cepo-sequential"  # cepo, every call one after another
 CURVE_TOKENS = 128  # tokens per branch when measuring the engine's aggregate tok/s
 
@@ -85,12 +89,25 @@ class MethodBench:
 
 
 @dataclass
+class DemoRun:
+    seconds: float
+    answer: str
+    correct: bool  # it states the right count
+    clean: bool  # the stated answer is one line
+
+
+@dataclass
 class MethodFigures:
     model: str
     questions: list[str]
     config: dict[str, Any]
     methods: list[MethodBench]
     engine_tok_s: dict[int, float] = field(default_factory=dict)  # aggregate tok/s at N branches
+    demo: list[DemoRun] = field(default_factory=list)
+
+    @property
+    def demo_median_s(self) -> float | None:
+        return statistics.median(run.seconds for run in self.demo) if self.demo else None
 
     def bench(self, method: str) -> MethodBench | None:
         return next((b for b in self.methods if b.method == method), None)
@@ -125,6 +142,11 @@ class MethodFigures:
             "engine_tok_s_at_cepo_width": self.engine_at_cepo_width,
             "speedup_vs_sequential": self.speedup_vs_sequential,
             "engine_utilization": self.engine_utilization,
+            "demo_runs": len(self.demo),
+            "demo_correct": sum(run.correct for run in self.demo),
+            "demo_median_s": self.demo_median_s,
+            "demo_clean": all(run.clean for run in self.demo) if self.demo else None,
+            "demo": [asdict(run) for run in self.demo],
         }
 
 
@@ -175,6 +197,7 @@ async def bench_methods(
     options: Options,
     runs: int,
     progress: Progress,
+    demo_runs: int = 0,
 ) -> MethodFigures:
     """Every method on every question `runs` times. Methods take turns on each question, so a slow
     spell of a shared machine hits them alike; run r uses seed r, so they see the same seeds."""
@@ -193,11 +216,28 @@ async def bench_methods(
                 else:
                     await bench_run(backend, method, question, seeded, bench)
                 progress.advance(task)
+    if "cepo" in methods:
+        figures.demo = await demo(backend, options, demo_runs, progress)
     if isinstance(backend, LlamaEngine) and "cepo" in methods:
         progress.update(task, description="the engine's aggregate tok/s")
         for n in BRANCHES:
             figures.engine_tok_s[n], _ = await aggregate(backend, n, CURVE_TOKENS, repeats=1)
     return figures
+
+
+async def demo(backend: Backend, options: Options, runs: int, progress: Progress) -> list[DemoRun]:
+    """cepo on the demo question, `runs` times with seeds 0, 1, ..., each after `warm_up`."""
+    task = progress.add_task("the demo question", total=runs)
+    done = []
+    for seed in range(runs):
+        config = configure(get_method("cepo"), {**options, "seed": seed})
+        await warm_up(backend, "cepo", config)
+        result = await solve("cepo", backend, DEMO_QUESTION, config)
+        answer = result.answer.strip()
+        stated = extract_answer(answer, "number")
+        done.append(DemoRun(result.seconds, answer, stated == DEMO_ANSWER, "\n" not in answer))
+        progress.advance(task)
+    return done
 
 
 def method_table(figures: MethodFigures) -> Table:
@@ -229,6 +269,13 @@ def _short(answer: str | None, width: int = 12) -> str:
 
 def summary(figures: MethodFigures) -> str:
     lines = []
+    if figures.demo:
+        correct = sum(run.correct for run in figures.demo)
+        clean = "yes" if all(run.clean for run in figures.demo) else "no"
+        lines.append(
+            f"demo question, {len(figures.demo)} seeds: {correct}/{len(figures.demo)} right, median "
+            f"{figures.demo_median_s:.1f} s, every stated answer one line: {clean}"
+        )
     if (speedup := figures.speedup_vs_sequential) is not None:
         lines.append(f"speedup_vs_sequential: {speedup:.2f}x (sequential cepo wall time / cepo wall time)")
     if (utilization := figures.engine_utilization) is not None:

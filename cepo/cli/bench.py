@@ -96,6 +96,9 @@ def engine_table(r: EngineBench) -> Table:
 @config_option
 @click.option("--runs", default=1, show_default=True, help="runs per question and method (seeds 0, 1, ...)")
 @click.option(
+    "--demo-runs", default=5, show_default=True, help="cepo on the demo question, once per seed (0: none)"
+)
+@click.option(
     "--json", "json_path", type=click.Path(path_type=Path), default=None, help="write the figures here"
 )
 def method_command(
@@ -104,9 +107,11 @@ def method_command(
     backend: BackendChoice,
     options: Options,
     runs: int,
+    demo_runs: int,
     json_path: Path | None,
 ) -> None:
-    """Time methods end to end, cepo against cepo with every call made one after another.
+    """Time methods end to end, cepo against cepo with every call made one after another; then cepo on
+    the demo question, once per seed: right answers, median seconds, and whether each answer is one line.
 
     \b
     Example:
@@ -118,7 +123,9 @@ def method_command(
     async def measure(progress: Progress) -> MethodFigures:
         opened = await backend.open()
         try:
-            return await bench_methods(opened, chosen, list(questions or QUESTIONS), options, runs, progress)
+            return await bench_methods(
+                opened, chosen, list(questions or QUESTIONS), options, runs, progress, demo_runs
+            )
         finally:
             await opened.aclose()
 
