@@ -4,6 +4,7 @@ process of the run names in its command line (a fork keeps it)."""
 from __future__ import annotations
 
 import contextlib
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,11 @@ from pathlib import Path
 import pytest
 
 from cepo.sandbox import runner
+
+
+def program(source: str) -> str:
+    """A test program written indented in the test, as the sandbox runs it."""
+    return textwrap.dedent(source).lstrip()
 
 
 def processes_of(uid: int) -> list[int]:

@@ -68,11 +68,6 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> SandboxRuns:
     return record_sandbox_runs(monkeypatch)
 
 
-@pytest.fixture(scope="module")
-def isolation() -> IsolationReport:
-    return isolation_report()
-
-
 @dataclass
 class Host:
     """What a threat aims at: the serving process, a file of the host, a port listening on loopback."""

@@ -7,37 +7,15 @@ import os
 import shutil
 import socket
 import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
-from sandbox_runs import processes_of, record_sandbox_runs
+from sandbox_runs import processes_of, program, record_sandbox_runs
 
-from cepo.sandbox import IsolationReport, Limits, isolation_report, run_code, run_code_async
+from cepo.sandbox import IsolationReport, Limits, run_code, run_code_async
 from cepo.sandbox.runner import _execute
 
 ROOT = os.geteuid() == 0
-
-
-def program(source: str) -> str:
-    return textwrap.dedent(source).lstrip()
-
-
-@pytest.fixture(scope="module")
-def isolation() -> IsolationReport:
-    return isolation_report()
-
-
-@pytest.fixture
-def separate_user(isolation: IsolationReport) -> None:
-    if not isolation.separate_user:
-        pytest.skip("runs do not get a uid of their own here: " + "; ".join(isolation.not_enforced))
-
-
-@pytest.fixture
-def namespaces(isolation: IsolationReport) -> None:
-    if not isolation.namespaces:
-        pytest.skip("no namespaces here: " + "; ".join(isolation.not_enforced))
 
 
 # Ordinary runs

@@ -11,35 +11,19 @@ import random
 import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_runs import record_sandbox_runs
+from sandbox_runs import program, record_sandbox_runs
 
-from cepo.sandbox import IsolationReport, Limits, isolation_report, run_code
+from cepo.sandbox import IsolationReport, Limits, run_code
 from cepo.sandbox.runner import _execute
 
 libc = ctypes.CDLL(None, use_errno=True)
 librt = ctypes.CDLL("librt.so.1", use_errno=True)
 IPC_RMID = 0
 SYSV_KINDS = ("shm", "msg", "sem")
-
-
-def program(source: str) -> str:
-    return textwrap.dedent(source).lstrip()
-
-
-@pytest.fixture(scope="module")
-def isolation() -> IsolationReport:
-    return isolation_report()
-
-
-@pytest.fixture
-def namespaces(isolation: IsolationReport) -> None:
-    if not isolation.namespaces:
-        pytest.skip("no namespaces here: " + "; ".join(isolation.not_enforced))
 
 
 # ------------------------------------------------------------------------------------------------- IPC
