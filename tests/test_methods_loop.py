@@ -148,3 +148,16 @@ async def test_a_short_answer_is_one_line_and_a_repeating_reply_is_cut() -> None
     assert result.answer == "The answer is 3."
     final = backend.calls_to(FINAL)[0]
     assert "\n" in final.sampling.stop  # a short answer's final reply ends with its line
+
+
+async def test_a_program_that_prints_nothing_is_repaired_and_its_stated_answer_is_not_computed() -> None:
+    silent = "```python\nx = 'strawberry'.count('r')\n```\nAnswer: 3"
+    backend = ScriptedBackend(
+        [(REPAIR, "```python\nprint(4)\n```"), (PLAN, "1. Count with code. (high)"), (EXECUTE, silent)]
+    )
+    result = await solve("cepo", backend, QUESTION, {**ONE, "rating_type": "execution", "repair_rounds": 1})
+
+    [turn] = backend.calls_to(REPAIR)
+    assert turn.last_message.startswith("Your program printed nothing.")
+    [candidate] = result.candidates
+    assert candidate.checks.computed and result.extracted == "4"  # the repaired program's answer

@@ -26,6 +26,11 @@ class Checks(BaseModel):
     def examples_passed(self) -> int:
         return sum(result.passed for result in self.examples)
 
+    @property
+    def computed(self) -> bool:
+        """The short answer is the one the candidate's own program printed (not one its text stated)."""
+        return self.program_output is not None and extract_answer(self.program_output, self.kind) is not None
+
 
 async def check_candidate(
     texts: list[str],

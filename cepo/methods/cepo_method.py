@@ -426,7 +426,7 @@ def clean_final(text: str, checks: Checks) -> str:
     line = cut_repetition(next((line.strip() for line in text.splitlines() if line.strip()), ""))
     if checks.answer is None:
         return line
-    if checks.program_output is not None or extract_answer(line, checks.kind) != checks.answer:
+    if checks.computed or extract_answer(line, checks.kind) != checks.answer:
         return f"Answer: {checks.answer}"
     return line
 
@@ -471,7 +471,8 @@ METHOD = Method(
     # question's own imports and helper definitions. 4: an empty plan's execution answers the question
     # directly, at the plan's temperature. 5: a short answer ends by stating the answer chosen, when its
     # program computed it or an earlier step stated it; before, the final text alone was scored.
-    version=5,
+    # 6: the closed loop (repair rounds, stop_when, max_candidates) and a one-line short answer.
+    version=6,
     run=cepo,
     settings=CepoSettings,
     answer_stage="final",

@@ -40,13 +40,11 @@ def failure_of(checks: Checks, program: bool) -> str | None:
         return f"Your program failed: {checks.program_error}"
     if checks.program_output is None:
         return "Your reply has no Python program."
-    if checks.answer is None:
+    if not checks.computed:
         printed = checks.program_output.strip()
-        return (
-            f"Your program printed no answer (it printed {printed[:80]!r})."
-            if printed
-            else ("Your program printed nothing.")
-        )
+        if not printed:
+            return "Your program printed nothing."
+        return f"Your program printed no answer (it printed {printed[:80]!r})."
     return None
 
 

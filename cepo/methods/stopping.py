@@ -43,7 +43,7 @@ def settled(
     answers = Counter(
         c.checks.answer
         for c in candidates
-        if c.checks.answer is not None and (not program or c.checks.program_output is not None)
+        if c.checks.answer is not None and (not program or c.checks.computed)
     )
     if answers:
         answer, votes = answers.most_common(1)[0]
