@@ -1,9 +1,12 @@
-"""`cepo bench engine` and `cepo bench method`: print a table, and with --json write the figures."""
+"""`cepo bench engine`, `cepo bench method` and `cepo bench peers`: print a table, and with --json write
+the figures."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import tempfile
 from pathlib import Path
 
 import click
@@ -13,6 +16,7 @@ from rich.table import Table
 
 from cepo.bench.engine import BRANCHES, PREFILL_SIZES, EngineBench, run_engine_bench
 from cepo.bench.method import QUESTIONS, SEQUENTIAL, MethodFigures, bench_methods, method_table, summary
+from cepo.bench.peers import peers_summary, peers_table, run_peers
 from cepo.cli.options import BackendChoice, backend_options, config_option
 from cepo.methods import METHODS
 from cepo.methods.settings import Options
@@ -133,6 +137,54 @@ def method_command(
         figures = asyncio.run(measure(progress))
     console.print(method_table(figures))
     if text := summary(figures):
+        console.print(text)
+    if json_path:
+        json_path.write_text(json.dumps(figures.to_json(), indent=2))
+        console.print(f"figures written to {json_path}")
+
+
+@bench.command("peers")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="a GGUF file (default: SmolLM2)")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="default: one per core")
+@config_option
+@click.option("--limit", default=20, show_default=True, help="HumanEval problems, and as many letters")
+@click.option("--timeout", default=600.0, show_default=True, help="seconds one question may take, per way")
+@click.option(
+    "--logs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="keep llama-server's and optillm's logs here (default: a temporary folder)",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="write the figures here"
+)
+def peers_command(
+    model: Path | None,
+    threads: int | None,
+    options: Options,
+    limit: int,
+    timeout: float,
+    logs: Path | None,
+    json_path: Path | None,
+) -> None:
+    """The same questions through llama-server, optillm's CePO in front of it, cepo embedded, and cepo
+    in front of that llama-server.
+
+    \b
+    Needs the peers, built once with `make bench-tools`. Example:
+      cepo bench peers --json bench-peers.json
+      cepo bench peers --limit 2 --config small-budgets.yaml
+    """
+    # A SIGTERM (a timeout, `kill`) ends the run as Ctrl-C does, so the servers it started are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="cepo-peers-") as scratch:
+        folder = logs or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        with Progress(console=console, transient=True) as progress:
+            figures = asyncio.run(run_peers(model, threads, limit, timeout, options, folder, progress))
+    console.print(peers_table(figures))
+    if text := peers_summary(figures):
         console.print(text)
     if json_path:
         json_path.write_text(json.dumps(figures.to_json(), indent=2))
