@@ -49,7 +49,6 @@ from cepo.methods.plain import PlainSettings
 from cepo.methods.settings import Options
 
 SERVER, OPTILLM, EMBEDDED, REMOTE = "llama-server", "optillm", "cepo", "cepo-remote"
-WAYS = (SERVER, OPTILLM, EMBEDDED, REMOTE)
 DATASETS: tuple[Callable[[], Dataset], ...] = (HumanEval, Letters)
 WARM_UP = "Is 7 a prime number?"
 SETTLE_POLLS, SETTLE_POLL_S = 100, 0.05  # up to 5 s for cancelled branches to stop
@@ -147,7 +146,7 @@ class PeerFigures:
 
     @property
     def remote_speedup_vs_optillm(self) -> float | None:
-        """The same over the same llama-server: optillm's median wall time over cepo-remote's."""
+        """Both in front of one llama-server: optillm's median wall time over cepo-remote's."""
         return self._ratio(OPTILLM, REMOTE, lambda w: w.median_s)
 
     @property

@@ -148,7 +148,7 @@ def method_command(
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="default: one per core")
 @config_option
 @click.option("--limit", default=20, show_default=True, help="HumanEval problems, and as many letters")
-@click.option("--timeout", default=600.0, show_default=True, help="seconds one question may take, per way")
+@click.option("--timeout", default=600.0, show_default=True, help="seconds a server may stay silent")
 @click.option(
     "--logs",
     type=click.Path(file_okay=False, path_type=Path),
