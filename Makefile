@@ -12,10 +12,20 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	$(call CPU_FLAG,avx512_bf16,AVX512_BF16) $(call CPU_FLAG,avx512vbmi,AVX512_VBMI) \
 	$(call CPU_FLAG,avx_vnni,AVX_VNNI)
 # The compiled wheel is cached per version and flag set, so a new clone or venv does not rebuild llama.cpp.
-WHEELS := $(HOME)/.cache/cepo/wheels/$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | md5sum | cut -c1-10)
+BUILD_KEY := $(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | md5sum | cut -c1-10)
+WHEELS := $(HOME)/.cache/cepo/wheels/$(BUILD_KEY)
+# The benchmarks' peers: llama.cpp's tools, built from the same source and flags as the wheel and cached
+# like it, and optillm (the reference CePO). Both live in a venv of their own, not in cepo's.
+TOOLS := $(HOME)/.cache/cepo/tools/$(BUILD_KEY)
+PEERS := $(VENV)/peers
+PEERS_STAMP := $(PEERS)/.installed
+OPTILLM_VERSION := 0.4.0
+# optillm lists some forty requirements (torch, transformers, gradio, ...) for approaches cepo does not run;
+# its server and its `cepo` approach import only these (z3-solver at the version optillm allows).
+OPTILLM_IMPORTS := flask openai cerebras_cloud_sdk numpy networkx 'z3-solver<=4.15.4.0' sympy aiohttp pyyaml math-verify
 QUESTION ?= How many r's are in the word "strawberry"?
 
-.PHONY: demo test lint bench install
+.PHONY: demo test lint bench bench-tools install
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -38,5 +48,15 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check cepo tests && $(BIN)/ruff format --check cepo tests
 
-bench: $(STAMP)
+bench-tools: $(PEERS_STAMP)
+
+$(PEERS_STAMP): $(STAMP) scripts/llama-tools.sh
+	test -x $(TOOLS)/llama-server || PYTHON=$(BIN)/python scripts/llama-tools.sh $(LLAMA_VERSION) $(TOOLS) $(LLAMA_CMAKE_ARGS)
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q $(OPTILLM_IMPORTS)
+	$(PEERS)/bin/pip install -q --no-deps optillm==$(OPTILLM_VERSION)
+	ln -sf $(TOOLS)/llama-batched-bench $(TOOLS)/llama-bench $(TOOLS)/llama-server $(PEERS)/bin/
+	touch $@
+
+bench: $(PEERS_STAMP)
 	$(BIN)/cepo bench engine --json bench-engine.json

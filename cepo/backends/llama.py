@@ -171,7 +171,7 @@ class LlamaEngine(Backend):
         path = check_model_file(config.model_path)
         self.model_path = path
         _init_llama()
-        weights = cpu_weights(path) if config.reencode_q4_1 else path
+        self.weights_path = weights = cpu_weights(path) if config.reencode_q4_1 else path  # the file loaded
         self.model = weights.stem  # names the weights decoded: a re-encoded copy decodes a little differently
         self._model = llama.llama_model_load_from_file(
             str(weights).encode(), llama.llama_model_default_params()

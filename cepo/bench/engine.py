@@ -1,9 +1,13 @@
-"""`cepo bench engine`: the embedded engine's speed, beside llama-cpp-python's high-level `Llama`.
+"""`cepo bench engine`: the embedded engine's speed, beside llama.cpp's own tools and llama-cpp-python's
+high-level `Llama`.
 
-Every figure comes from one run on one model, so ratios compare like with like:
-- single-stream decode and prefill tok/s, ours and the high-level `Llama` on the same prompt and token count;
-- aggregate decode tok/s for N branches of one prompt (they decode together in one batch);
+Every figure comes from one run on one model file and thread count, so ratios compare like with like:
+- aggregate decode tok/s for N branches of one prompt (they decode together in one batch), beside
+  `llama-batched-bench` at the same prompt length, branch counts and new tokens (`native_ratio_n{N}`);
+- prefill tok/s of long prompts, beside `llama-bench -p` at the same sizes;
+- single-stream decode and prefill tok/s, ours and the high-level `Llama` on the same prompt and tokens;
 - time until every branch has its first token, N = 8 against N = 1 (the prompt is prefilled once).
+`llama-batched-bench` samples nothing (it feeds random tokens), so parity with it is a strict bar.
 """
 
 from __future__ import annotations
@@ -16,15 +20,10 @@ from pathlib import Path
 
 from cepo.backends import Sampling
 from cepo.backends.llama import EngineConfig, LlamaEngine
+from cepo.bench.native import NativeSetup, batched_bench, llama_bench_prefill, peer
 
-# llama.cpp's own tools on the development machine (2 threads, SmolLM2-135M Q4_1, same portable build flags).
-REFERENCE = {
-    "decode_tok_s": 95.0,
-    "prefill_tok_s": 290.0,
-    "aggregate_tok_s_n1": 86.0,
-    "aggregate_tok_s_n8": 185.0,
-}
 BRANCHES = (1, 2, 4, 8, 16)
+PREFILL_SIZES = (512, 2048, 8192)  # 8192: SmolLM2's whole context
 # About 500 tokens, like llama-bench's pp512: long enough that prefill speed, not overhead, is measured.
 PROMPT = " ".join(
     f"Step {i}: the harbour master logs ship {i}, checks its cargo of grain and timber, and notes the tide."
@@ -44,7 +43,9 @@ class EngineBench:
     llama_prefill_tok_s: float = 0.0
     aggregate_tok_s: dict[int, float] = field(default_factory=dict)
     first_tokens_s: dict[int, float] = field(default_factory=dict)
-    reference: dict[str, float] = field(default_factory=lambda: dict(REFERENCE))
+    native_tok_s: dict[int, float] = field(default_factory=dict)  # llama-batched-bench, by branches
+    long_prefill_tok_s: dict[int, float] = field(default_factory=dict)  # ours, by prompt tokens
+    native_prefill_tok_s: dict[int, float] = field(default_factory=dict)  # llama-bench -p, by prompt tokens
 
     @property
     def single_stream_ratio(self) -> float:
@@ -58,29 +59,46 @@ class EngineBench:
     def prefill_ratio_n8(self) -> float:
         return self.first_tokens_s[8] / self.first_tokens_s[1]
 
+    def native_ratio(self, n: int) -> float:
+        """Our aggregate tok/s at `n` branches over llama-batched-bench's."""
+        return self.aggregate_tok_s[n] / self.native_tok_s[n]
+
+    def prefill_native_ratio(self, size: int) -> float:
+        return self.long_prefill_tok_s[size] / self.native_prefill_tok_s[size]
+
     def to_json(self) -> dict[str, object]:
         return {
             **asdict(self),
             "single_stream_ratio": self.single_stream_ratio,
             "speedup_n8": self.speedup_n8,
             "prefill_ratio_n8": self.prefill_ratio_n8,
-            "decode_vs_reference": self.ours_decode_tok_s / REFERENCE["decode_tok_s"],
-            "aggregate_n8_vs_reference": self.aggregate_tok_s[8] / REFERENCE["aggregate_tok_s_n8"],
+            **{f"native_ratio_n{n}": self.native_ratio(n) for n in self.native_tok_s},
+            "prefill_native_ratio": {
+                size: self.prefill_native_ratio(size) for size in self.long_prefill_tok_s
+            },
         }
 
 
-def run_engine_bench(model: Path | None, tokens: int, repeats: int) -> EngineBench:
+def run_engine_bench(
+    model: Path | None, tokens: int, repeats: int, prefill_sizes: tuple[int, ...] = PREFILL_SIZES
+) -> EngineBench:
+    for name in ("llama-batched-bench", "llama-bench"):
+        peer(name)  # fail before the engine's minute of work when the tools are not built
     engine = LlamaEngine(EngineConfig(model_path=model))
     try:
         result = EngineBench(model=engine.model, threads=engine.threads, decode_tokens=tokens)
-        asyncio.run(_bench_ours(engine, result, repeats))
+        asyncio.run(_bench_ours(engine, result, repeats, prefill_sizes))
+        setup = NativeSetup.of(engine)
     finally:
         engine.close()
     _bench_high_level(engine.model_path, engine.threads, result, repeats)
+    _bench_native(setup, result, repeats)
     return result
 
 
-async def _bench_ours(engine: LlamaEngine, result: EngineBench, repeats: int) -> None:
+async def _bench_ours(
+    engine: LlamaEngine, result: EngineBench, repeats: int, prefill_sizes: tuple[int, ...]
+) -> None:
     fixed = Sampling(temperature=0, max_tokens=result.decode_tokens, ignore_eos=True)
     await engine.generate(PROMPT, 1, Sampling(max_tokens=4))  # warm up: first-call allocations
     decode, prefill = [], []
@@ -97,6 +115,9 @@ async def _bench_ours(engine: LlamaEngine, result: EngineBench, repeats: int) ->
         result.aggregate_tok_s[n], result.first_tokens_s[n] = await aggregate(
             engine, n, result.decode_tokens, repeats
         )
+    for size in prefill_sizes:
+        prompt_tokens, tok_s = await prefill_rate(engine, long_prompt(engine, size), repeats)
+        result.long_prefill_tok_s[prompt_tokens] = tok_s
 
 
 async def aggregate(engine: LlamaEngine, n: int, tokens: int, repeats: int) -> tuple[float, float]:
@@ -114,6 +135,44 @@ async def aggregate(engine: LlamaEngine, n: int, tokens: int, repeats: int) -> t
         rates.append(sum(b.tokens - 1 for b in completion.branches) / span)
         first.append(max(b.timings.first_token_s for b in completion.branches))
     return statistics.median(rates), statistics.median(first)
+
+
+async def prefill_rate(engine: LlamaEngine, prompt: str, repeats: int) -> tuple[int, float]:
+    """The prompt's tokens, and the engine's prefill tok/s on it from an empty cache (median of `repeats`)."""
+    rates, tokens = [], 0
+    for _ in range(repeats):
+        engine.clear_cache()
+        completion = await engine.generate(prompt, 1, Sampling(temperature=0, max_tokens=1))
+        tokens = completion.prompt_tokens
+        rates.append(tokens / completion.branches[0].timings.prefill_s)
+    return tokens, statistics.median(rates)
+
+
+def long_prompt(engine: LlamaEngine, size: int) -> str:
+    """PROMPT's kind of text, cut at the last word that keeps it within `size` tokens, and within the
+    model's context with one token to generate."""
+    limit = min(size, engine.max_branch_len - 1)
+    steps = (f"Step {i}: the harbour master logs ship {i} and notes the tide." for i in range(limit // 4 + 2))
+    words = " ".join(steps).split()  # a step is well over four tokens, so these are more than enough
+    low, high = 1, len(words)  # the most words that fit: binary search, since tokenizing is not free
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(engine.tokenize_prompt(" ".join(words[:middle]))) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return " ".join(words[:low])
+
+
+def _bench_native(setup: NativeSetup, result: EngineBench, repeats: int) -> None:
+    """llama.cpp's tools on the engine's model file and threads, at the workloads measured above."""
+    runs = [
+        batched_bench(setup, result.prompt_tokens, result.decode_tokens, list(BRANCHES))
+        for _ in range(repeats)
+    ]
+    result.native_tok_s = {n: statistics.median(run[n] for run in runs) for n in BRANCHES}
+    if result.long_prefill_tok_s:
+        result.native_prefill_tok_s = llama_bench_prefill(setup, list(result.long_prefill_tok_s), repeats)
 
 
 def _bench_high_level(model_path: Path, threads: int, result: EngineBench, repeats: int) -> None:

@@ -1,9 +1,12 @@
-"""`cepo bench engine` and `cepo bench method`: print a table, and with --json write the figures."""
+"""`cepo bench engine`, `cepo bench method` and `cepo bench peers`: print a table, and with --json write
+the figures."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import tempfile
 from pathlib import Path
 
 import click
@@ -11,8 +14,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from cepo.bench.engine import BRANCHES, REFERENCE, EngineBench, run_engine_bench
+from cepo.bench.engine import BRANCHES, PREFILL_SIZES, EngineBench, run_engine_bench
 from cepo.bench.method import QUESTIONS, SEQUENTIAL, MethodFigures, bench_methods, method_table, summary
+from cepo.bench.peers import peers_summary, peers_table, run_peers
 from cepo.cli.options import BackendChoice, backend_options, config_option
 from cepo.methods import METHODS
 from cepo.methods.settings import Options
@@ -28,59 +32,65 @@ def bench() -> None:
 @click.option("--tokens", default=128, show_default=True, help="tokens decoded per branch")
 @click.option("--repeats", default=3, show_default=True, help="runs per figure; the median is reported")
 @click.option(
+    "--prefill",
+    "prefill_sizes",
+    multiple=True,
+    type=click.IntRange(min=1),
+    default=PREFILL_SIZES,
+    show_default=True,
+    help="long-prompt sizes in tokens (repeat the option for several)",
+)
+@click.option(
     "--json", "json_path", type=click.Path(path_type=Path), default=None, help="write the figures here"
 )
-def engine_command(model: Path | None, tokens: int, repeats: int, json_path: Path | None) -> None:
-    """The embedded engine against llama-cpp-python's high-level Llama, and N branches against one.
+def engine_command(
+    model: Path | None, tokens: int, repeats: int, prefill_sizes: tuple[int, ...], json_path: Path | None
+) -> None:
+    """The embedded engine against llama.cpp's own tools and llama-cpp-python's high-level Llama.
 
     \b
-    Example:
+    Needs llama.cpp's tools, built once with `make bench-tools`. Example:
       cepo bench engine --json bench-engine.json
     """
     console = Console()
-    with console.status("benchmarking the engine (about a minute)..."):
-        result = run_engine_bench(model, tokens, repeats)
+    with console.status("benchmarking the engine and llama.cpp's tools (a few minutes)..."):
+        result = run_engine_bench(model, tokens, repeats, prefill_sizes)
     console.print(engine_table(result))
+    console.print(
+        f"N=8 against N=1: {result.speedup_n8:.2f}x the aggregate tok/s; all first tokens in "
+        f"{result.prefill_ratio_n8:.2f}x the time"
+    )
     if json_path:
         json_path.write_text(json.dumps(result.to_json(), indent=2))
         console.print(f"figures written to {json_path}")
 
 
 def engine_table(r: EngineBench) -> Table:
-    table = Table(title=f"engine: {r.model}, {r.threads} threads, {r.prompt_tokens}-token prompt")
-    for column in ("figure", "cepo", "Llama class", "ratio", "llama.cpp tools"):
+    """Each figure: cepo, then its peers (llama.cpp's tools, the high-level Llama) and cepo over each."""
+    table = Table(title=f"engine: {r.model}, {r.threads} threads, {r.decode_tokens} new tokens per branch")
+    table.add_column("figure", no_wrap=True)
+    for column in ("cepo", "llama.cpp tool", "ratio", "Llama class", "ratio"):
         table.add_column(column, justify="right")
-    table.add_row(
-        "decode tok/s, 1 stream",
-        f"{r.ours_decode_tok_s:.1f}",
-        f"{r.llama_decode_tok_s:.1f}",
-        f"{r.single_stream_ratio:.2f}x",
-        f"{REFERENCE['decode_tok_s']:.0f}",
-    )
-    table.add_row(
-        "prefill tok/s",
-        f"{r.ours_prefill_tok_s:.1f}",
-        f"{r.llama_prefill_tok_s:.1f}",
-        f"{r.ours_prefill_tok_s / r.llama_prefill_tok_s:.2f}x",
-        f"{REFERENCE['prefill_tok_s']:.0f}",
-    )
+
+    def row(figure: str, ours: float, tool: float | None = None, high_level: float | None = None) -> None:
+        peers = [
+            (tool, ours / tool if tool else None),
+            (high_level, ours / high_level if high_level else None),
+        ]
+        cells = [cell for peer, ratio in peers for cell in (_cell(peer, ".1f"), _cell(ratio, ".2f", "x"))]
+        table.add_row(figure, f"{ours:.1f}", *cells)
+
+    row("decode tok/s, 1 stream", r.ours_decode_tok_s, high_level=r.llama_decode_tok_s)
+    row(f"prefill tok/s, {r.prompt_tokens} tokens", r.ours_prefill_tok_s, high_level=r.llama_prefill_tok_s)
     for n in BRANCHES:
-        reference = REFERENCE.get(f"aggregate_tok_s_n{n}")
-        table.add_row(
-            f"aggregate tok/s, N={n}",
-            f"{r.aggregate_tok_s[n]:.1f}",
-            "",
-            f"{r.aggregate_tok_s[n] / r.aggregate_tok_s[1]:.2f}x",
-            f"{reference:.0f}" if reference else "",
-        )
-    table.add_row(
-        "first tokens, N=8 (s)",
-        f"{r.first_tokens_s[8]:.3f}",
-        "",
-        f"{r.prefill_ratio_n8:.2f}x",
-        "",
-    )
+        row(f"aggregate tok/s, N={n}", r.aggregate_tok_s[n], tool=r.native_tok_s.get(n))
+    for size, tok_s in r.long_prefill_tok_s.items():
+        row(f"prefill tok/s, {size} tokens", tok_s, tool=r.native_prefill_tok_s.get(size))
     return table
+
+
+def _cell(value: float | None, spec: str, unit: str = "") -> str:
+    return "" if value is None else f"{value:{spec}}{unit}"
 
 
 @bench.command("method")
@@ -134,6 +144,54 @@ def method_command(
         figures = asyncio.run(measure(progress))
     console.print(method_table(figures))
     if text := summary(figures):
+        console.print(text)
+    if json_path:
+        json_path.write_text(json.dumps(figures.to_json(), indent=2))
+        console.print(f"figures written to {json_path}")
+
+
+@bench.command("peers")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="a GGUF file (default: SmolLM2)")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="default: one per core")
+@config_option
+@click.option("--limit", default=20, show_default=True, help="HumanEval problems, and as many letters")
+@click.option("--timeout", default=600.0, show_default=True, help="seconds a server may stay silent")
+@click.option(
+    "--logs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="keep llama-server's and optillm's logs here (default: a temporary folder)",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), default=None, help="write the figures here"
+)
+def peers_command(
+    model: Path | None,
+    threads: int | None,
+    options: Options,
+    limit: int,
+    timeout: float,
+    logs: Path | None,
+    json_path: Path | None,
+) -> None:
+    """The same questions through llama-server, optillm's CePO in front of it, cepo embedded, and cepo
+    in front of that llama-server.
+
+    \b
+    Needs the peers, built once with `make bench-tools`. Example:
+      cepo bench peers --json bench-peers.json
+      cepo bench peers --limit 2 --config small-budgets.yaml
+    """
+    # A SIGTERM (a timeout, `kill`) ends the run as Ctrl-C does, so the servers it started are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="cepo-peers-") as scratch:
+        folder = logs or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        with Progress(console=console, transient=True) as progress:
+            figures = asyncio.run(run_peers(model, threads, limit, timeout, options, folder, progress))
+    console.print(peers_table(figures))
+    if text := peers_summary(figures):
         console.print(text)
     if json_path:
         json_path.write_text(json.dumps(figures.to_json(), indent=2))
