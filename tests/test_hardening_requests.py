@@ -1,7 +1,8 @@
-"""Hostile and malformed requests over HTTP: bodies over the size limit (declared or streamed), JSON nested
-100k deep, bytes that are not UTF-8, huge numbers, `cepo` settings that would lift the server's limits,
-and a prompt injection asking to run a shell command. Each gets a 4xx in OpenAI's error shape, or runs its
-command only inside the sandbox; the server keeps serving."""
+"""Hostile and malformed requests over HTTP: bodies over the size limit (declared or streamed), uploads
+dropped or stalled halfway, JSON nested 100k deep, bytes that are not UTF-8, huge numbers, `cepo` settings
+that would lift the server's limits, and a prompt injection asking to run a shell command. Each gets a 4xx
+in OpenAI's error shape (or is counted as the client's leaving), or runs its command only inside the
+sandbox; the server keeps serving."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import live_server
+from live_server import live_server, wait_until
 from sandbox_runs import SandboxRuns, record_sandbox_runs
 from scripted_backend import ScriptedBackend
 from test_server_api import metric, post
@@ -107,6 +108,37 @@ def test_a_body_of_exactly_the_limit_is_served_and_one_byte_more_is_not(small_ur
     at_limit = text + " " * (SMALL_LIMIT - len(text))
     assert post(small_url, at_limit).status_code == 200
     refused(post(small_url, at_limit + " "), 413, None)
+
+
+# -------------------------------------------------------------------------------- dropped and stalled uploads
+def test_a_client_that_drops_off_mid_upload_is_counted_as_gone_in_one_log_line(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], url: str
+) -> None:
+    body = json.dumps(PLAIN).encode()
+    with raw_request(url, {"Content-Length": str(len(body))}) as connection:
+        connection.sendall(body[: len(body) // 2])  # and goes away
+    wait_until(lambda: metric(url, 'cepo_requests_total{method="none",status="499"}') == 1, what="counted")
+
+    [record] = [r for r in caplog.records if r.name.startswith(("cepo", "uvicorn"))]
+    assert record.exc_info is None and "\n" not in record.getMessage()
+    assert "Traceback" not in capfd.readouterr().err
+    assert_serving(url)
+
+
+def test_a_stalled_upload_gets_a_408_once_the_body_timeout_passes() -> None:
+    settings = ServerSettings(body_timeout_s=0.5)
+    with live_server(ScriptedBackend([], default="ok"), settings) as url:
+        body = json.dumps(PLAIN).encode()
+        with raw_request(url, {"Content-Length": str(len(body))}) as connection:
+            connection.sendall(body[: len(body) // 2])  # and the rest never comes
+            response = http.client.HTTPResponse(connection)
+            response.begin()
+            assert response.status == 408
+            assert json.loads(response.read())["error"]["code"] == "body_timeout"
+            assert response.getheader("connection") == "close"
+            assert connection.recv(1) == b""  # the server has closed it: the rest of the body is not read
+        assert metric(url, 'cepo_requests_total{method="none",status="408"}') == 1
+        assert_serving(url)
 
 
 # ---------------------------------------------------------------------------------- the server's ceilings

@@ -69,7 +69,7 @@ def test_serve_passes_its_limits_to_the_server(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(server_cli, "_serve", record)
     limits = ["--max-concurrent", "3", "--max-queued", "5", "--max-n", "2", "--max-tokens", "300"]
-    ceilings = ["--max-branches", "20", "--max-sandbox-seconds", "7.5"]
+    ceilings = ["--max-branches", "20", "--max-sandbox-seconds", "7.5", "--body-timeout", "4"]
     result = CliRunner().invoke(
         main, ["serve", "--port", "0", *limits, *ceilings, "--max-body-bytes", "4096"]
     )
@@ -78,7 +78,7 @@ def test_serve_passes_its_limits_to_the_server(monkeypatch: pytest.MonkeyPatch) 
     [settings] = served
     assert (settings.max_concurrent, settings.max_queued, settings.max_n) == (3, 5, 2)
     assert (settings.max_tokens, settings.max_body_bytes) == (300, 4096)
-    assert (settings.max_branches, settings.max_sandbox_seconds) == (20, 7.5)
+    assert (settings.max_branches, settings.max_sandbox_seconds, settings.body_timeout_s) == (20, 7.5, 4)
 
 
 OVER_THE_CEILINGS = [
@@ -129,7 +129,7 @@ def test_serve_help_has_examples() -> None:
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert "cepo serve --base-url http://vllm:8000/v1" in result.output
     assert "--api-key-upstream" in result.output
-    for ceiling in ("--max-tokens", "--max-branches", "--max-sandbox-seconds", "4 stop"):
+    for ceiling in ("--max-tokens", "--max-branches", "--max-sandbox-seconds", "--body-timeout", "4 stop"):
         assert ceiling in result.output
 
 

@@ -79,6 +79,13 @@ def _default(name: str) -> Any:
     help="Largest request body; a larger one is refused with 413 unread.",
 )
 @click.option(
+    "--body-timeout",
+    default=_default("body_timeout_s"),
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a client has to send its whole body; then 408.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def serve(
@@ -94,6 +101,7 @@ def serve(
     max_branches: int,
     max_sandbox_seconds: float,
     max_body_bytes: int,
+    body_timeout: float,
     log_level: str,
 ) -> None:
     """Serve the reasoning methods as an OpenAI-compatible API: POST /v1/chat/completions with the
@@ -126,6 +134,7 @@ def serve(
         max_branches=max_branches,
         max_sandbox_seconds=max_sandbox_seconds,
         max_body_bytes=max_body_bytes,
+        body_timeout_s=body_timeout,
         options=options,
     )
     if host not in _LOOPBACK and api_key is None:

@@ -43,6 +43,7 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="largest request body; a longer one is refused (413) unread"
     )
+    body_timeout_s: float = Field(30.0, gt=0.0, description="time a client has to send its body; then 408")
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="the methods' settings (see cepo.methods.check_all); requests override",
