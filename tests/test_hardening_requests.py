@@ -1,7 +1,8 @@
-"""Hostile and malformed requests over HTTP: bodies over the size limit (declared or streamed), JSON nested
-100k deep, bytes that are not UTF-8, huge numbers, and a prompt injection asking to run a shell command.
-Each gets a 4xx in OpenAI's error shape, or runs its command only inside the sandbox; the server keeps
-serving."""
+"""Hostile and malformed requests over HTTP: bodies over the size limit (declared or streamed), uploads
+dropped or stalled halfway, JSON nested 100k deep, bytes that are not UTF-8, huge numbers, `cepo` settings
+that would lift the server's limits, and a prompt injection asking to run a shell command. Each gets a 4xx
+in OpenAI's error shape (or is counted as the client's leaving), or runs its command only inside the
+sandbox; the server keeps serving."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import live_server
+from live_server import live_server, wait_until
 from sandbox_runs import SandboxRuns, record_sandbox_runs
 from scripted_backend import ScriptedBackend
 from test_server_api import metric, post
@@ -107,6 +108,96 @@ def test_a_body_of_exactly_the_limit_is_served_and_one_byte_more_is_not(small_ur
     at_limit = text + " " * (SMALL_LIMIT - len(text))
     assert post(small_url, at_limit).status_code == 200
     refused(post(small_url, at_limit + " "), 413, None)
+
+
+# -------------------------------------------------------------------------------- dropped and stalled uploads
+def test_a_client_that_drops_off_mid_upload_is_counted_as_gone_in_one_log_line(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], url: str
+) -> None:
+    body = json.dumps(PLAIN).encode()
+    with raw_request(url, {"Content-Length": str(len(body))}) as connection:
+        connection.sendall(body[: len(body) // 2])  # and goes away
+    wait_until(lambda: metric(url, 'cepo_requests_total{method="none",status="499"}') == 1, what="counted")
+
+    [record] = [r for r in caplog.records if r.name.startswith(("cepo", "uvicorn"))]
+    assert record.exc_info is None and "\n" not in record.getMessage()
+    assert "Traceback" not in capfd.readouterr().err
+    assert_serving(url)
+
+
+def test_a_stalled_upload_gets_a_408_once_the_body_timeout_passes() -> None:
+    settings = ServerSettings(body_timeout_s=0.5)
+    with live_server(ScriptedBackend([], default="ok"), settings) as url:
+        body = json.dumps(PLAIN).encode()
+        with raw_request(url, {"Content-Length": str(len(body))}) as connection:
+            connection.sendall(body[: len(body) // 2])  # and the rest never comes
+            response = http.client.HTTPResponse(connection)
+            response.begin()
+            assert response.status == 408
+            assert json.loads(response.read())["error"]["code"] == "body_timeout"
+            assert response.getheader("connection") == "close"
+            assert connection.recv(1) == b""  # the server has closed it: the rest of the body is not read
+        assert metric(url, 'cepo_requests_total{method="none",status="408"}') == 1
+        assert_serving(url)
+
+
+# ---------------------------------------------------------------------------------- the server's ceilings
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    return ScriptedBackend([], default="ok")
+
+
+def capped(model: str, settings: dict[str, object], **fields: object) -> dict[str, object]:
+    return {"model": model, "messages": QUESTION, "stream": True, "cepo": settings, **fields}
+
+
+OVER_THE_CEILINGS = [
+    # (what, request, the field named)
+    ("a step's budget over --max-tokens", capped("plain", {"sample": {"max_tokens": 8000}}),
+     "cepo.sample.max_tokens"),
+    ("a published flat name over --max-tokens", capped("cepo", {"planning_max_tokens_step2": 8000}),
+     "cepo.execute.max_tokens"),
+    ("40,000 stop strings in a step", capped("plain", {"sample": {"stop": ["a"] * 40_000}}),
+     "cepo.sample.stop"),
+    ("5 stop strings in a step", capped("cepo", {"plan": {"stop": list("abcde")}}), "cepo.plan.stop"),
+    ("k = 64 with n = 4: 256 branches", capped("self-consistency", {"k": 64}, n=4), "cepo.k"),
+    ("every pair of 16 samples rated: 240 branches",
+     capped("best-of-n", {"k": 16, "rating_type": "pairwise"}), "cepo.k"),
+    ("16 candidates of 16 plans: 256 branches",
+     capped("cepo", {"bestofn_n": 16, "planning_n": 16, "planning_m": 16, "max_candidates": 16}),
+     "cepo.bestofn_n"),
+    ("every pair of 9 candidates rated: 72 branches",
+     capped("cepo", {"rating_type": "pairwise", "max_candidates": 9}), "cepo.max_candidates"),
+    ("the sandbox's time far over the server's", capped("cepo", {"sandbox_seconds": 600}),
+     "cepo.sandbox_seconds"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "param"), [(b, p) for _, b, p in OVER_THE_CEILINGS], ids=[n for n, _, _ in OVER_THE_CEILINGS]
+)
+def test_cepo_settings_cannot_lift_the_servers_ceilings(
+    backend: ScriptedBackend, body: dict[str, object], param: str
+) -> None:
+    with live_server(backend) as url:
+        response = post(url, body)
+        assert response.status_code == 400, response.text[:200]
+        message = refused(response, 400, param)
+        assert message.startswith(param) and "this server allows at most" in message
+        assert response.headers["content-type"] == "application/json"  # nothing streamed
+        assert backend.calls == []  # nothing generated
+        assert metric(url, f'cepo_requests_total{{method="{body["model"]}",status="400"}}') == 1
+        assert_serving(url)
+
+
+def test_settings_at_the_ceilings_are_served(backend: ScriptedBackend) -> None:
+    ceilings = ServerSettings()
+    at = {"k": 16, "sandbox_seconds": ceilings.max_sandbox_seconds,
+          "sample": {"max_tokens": ceilings.max_tokens, "stop": list("abcd")}}  # fmt: skip
+    with live_server(backend) as url:
+        response = post(url, capped("self-consistency", at, n=ceilings.max_branches // 16, stream=False))
+    assert response.status_code == 200, response.text
+    assert sum(call.n for call in backend.calls) == ceilings.max_branches
 
 
 # --------------------------------------------------------------------------------------- malformed JSON

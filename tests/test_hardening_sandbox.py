@@ -27,6 +27,7 @@ from scripted_backend import ScriptedBackend
 
 from cepo.checks import Checks, Example, check_candidate
 from cepo.sandbox import IsolationReport, RunResult, isolation_report, runner
+from cepo.server.settings import ServerSettings
 
 EXAMPLES = [Example(kind="call", input="double(3)", output="6")]
 GOOD = "def double(n):\n    return 2 * n\n"
@@ -335,6 +336,9 @@ def model_reply(prompt: str) -> str:
     return answer(TRIPLE_BOMB if "triple" in prompt else GOOD)
 
 
+GENEROUS_SERVER = ServerSettings(max_sandbox_seconds=GENEROUS_SECONDS)  # a ceiling the requests stay under
+
+
 def cepo_request(question: str, sandbox_seconds: float) -> dict[str, object]:
     return {
         "model": "cepo",
@@ -349,7 +353,7 @@ def post(url: str, body: dict[str, object]) -> httpx.Response:
 
 
 def test_a_fork_bomb_answer_fails_its_check_while_another_request_is_served(runs: SandboxRuns) -> None:
-    with live_server(ScriptedBackend([("", model_reply)])) as url:
+    with live_server(ScriptedBackend([("", model_reply)]), GENEROUS_SERVER) as url:
         bombed: list[httpx.Response] = []
         request = threading.Thread(target=lambda: bombed.append(post(url, cepo_request(BOMB_QUESTION, 3))))
         request.start()
@@ -394,7 +398,7 @@ def test_a_client_that_goes_away_during_a_fork_bomb_check_ends_its_sandbox(
     runs: SandboxRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     results = record_results(monkeypatch)
-    with live_server(ScriptedBackend([("", model_reply)])) as url:
+    with live_server(ScriptedBackend([("", model_reply)]), GENEROUS_SERVER) as url:
         host, port = url.removeprefix("http://").split(":")
         body = json.dumps(cepo_request(BOMB_QUESTION, GENEROUS_SECONDS)).encode()
         with socket.create_connection((host, int(port))) as connection:

@@ -68,19 +68,69 @@ def test_serve_passes_its_limits_to_the_server(monkeypatch: pytest.MonkeyPatch) 
         served.append(settings)
 
     monkeypatch.setattr(server_cli, "_serve", record)
-    limits = ["--max-concurrent", "3", "--max-queued", "5", "--max-n", "2", "--max-tokens", "100"]
-    result = CliRunner().invoke(main, ["serve", "--port", "0", *limits, "--max-body-bytes", "4096"])
+    limits = ["--max-concurrent", "3", "--max-queued", "5", "--max-n", "2", "--max-tokens", "300"]
+    ceilings = ["--max-branches", "20", "--max-sandbox-seconds", "7.5", "--body-timeout", "4"]
+    result = CliRunner().invoke(
+        main, ["serve", "--port", "0", *limits, *ceilings, "--max-body-bytes", "4096"]
+    )
 
     assert result.exit_code == 0, result.output
     [settings] = served
     assert (settings.max_concurrent, settings.max_queued, settings.max_n) == (3, 5, 2)
-    assert (settings.max_tokens, settings.max_body_bytes) == (100, 4096)
+    assert (settings.max_tokens, settings.max_body_bytes) == (300, 4096)
+    assert (settings.max_branches, settings.max_sandbox_seconds, settings.body_timeout_s) == (20, 7.5, 4)
+
+
+OVER_THE_CEILINGS = [
+    # (the config file, the server's options, the first line of the error)
+    ("sample: {max_tokens: 8000}", [],
+     "Error: the plain method's sample.max_tokens is 8000; this server allows at most 4096 tokens per step"),
+    ("planning_max_tokens_step1: 4096", ["--max-tokens", "1024"],
+     "Error: the cepo method's plan.max_tokens is 4096; this server allows at most 1024 tokens per step"),
+    ("k: 64\nrating_type: pairwise", [],
+     "Error: the best-of-n method's k makes 4032 branches at once; "
+     "this server allows at most 64 per request"),
+    ("sandbox_seconds: 60", [],
+     "Error: the plain method's sandbox_seconds is 60; this server allows at most 10 seconds per code run"),
+    ("", ["--max-sandbox-seconds", "2"],
+     "Error: the plain method's sandbox_seconds is 5; this server allows at most 2 seconds per code run"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "options", "error"),
+    OVER_THE_CEILINGS,
+    ids=["tokens", "alias", "branches", "sandbox", "default"],
+)
+def test_serve_refuses_settings_over_its_own_ceilings_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config: str, options: list[str], error: str
+) -> None:
+    from cepo.cli import serve as server_cli
+
+    started: list[ServerSettings] = []
+
+    async def record(listener: socket.socket, backend: object, settings: ServerSettings, level: str) -> None:
+        listener.close()
+        started.append(settings)
+
+    monkeypatch.setattr(server_cli, "_serve", record)
+    path = tmp_path / "cepo.yaml"
+    path.write_text(config)
+    result = CliRunner().invoke(main, ["serve", "--port", "0", "--config", str(path), *options])
+
+    assert result.exit_code == 1 and started == []
+    first, hint = result.output.splitlines()
+    assert first == error
+    assert hint.startswith("Hint: lower it in --config, or raise the server's limit")
+    assert "Traceback" not in result.output
 
 
 def test_serve_help_has_examples() -> None:
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert "cepo serve --base-url http://vllm:8000/v1" in result.output
     assert "--api-key-upstream" in result.output
+    for ceiling in ("--max-tokens", "--max-branches", "--max-sandbox-seconds", "--body-timeout", "4 stop"):
+        assert ceiling in result.output
 
 
 @pytest.mark.model

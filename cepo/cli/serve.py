@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from typing import Any
 
 import click
 
@@ -17,6 +18,11 @@ from cepo.server.settings import ServerSettings
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _default(name: str) -> Any:
+    """An option's default is the server setting's own, so the two never drift apart."""
+    return ServerSettings.model_fields[name].default
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port.")
@@ -24,27 +30,60 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.option("--api-key", envvar="CEPO_API_KEY", help="Clients must send it as a bearer token.")
 @config_option
 @click.option(
-    "--max-concurrent", default=8, show_default=True, type=click.IntRange(min=1), help="Requests run at once."
+    "--max-concurrent",
+    default=_default("max_concurrent"),
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests run at once.",
 )
 @click.option(
-    "--max-queued", default=32, show_default=True, type=click.IntRange(min=0), help="Requests that may wait."
+    "--max-queued",
+    default=_default("max_queued"),
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Requests that may wait.",
 )
 @click.option(
-    "--max-n", default=4, show_default=True, type=click.IntRange(1, 16), help="Most choices per request."
+    "--max-n",
+    default=_default("max_n"),
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Most choices per request.",
 )
 @click.option(
     "--max-tokens",
-    default=4096,
+    default=_default("max_tokens"),
     show_default=True,
     type=click.IntRange(1, 65536),
-    help="Largest answer budget.",
+    help="Most tokens of any one step: the answer's budget and every step of the method's settings.",
+)
+@click.option(
+    "--max-branches",
+    default=_default("max_branches"),
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most branches one request keeps decoding at once: n times the method's widest phase.",
+)
+@click.option(
+    "--max-sandbox-seconds",
+    default=_default("max_sandbox_seconds"),
+    show_default=True,
+    type=click.FloatRange(0, 600, min_open=True),
+    help="Longest time one code run of a request may take (its sandbox_seconds).",
 )
 @click.option(
     "--max-body-bytes",
-    default=1 << 20,
+    default=_default("max_body_bytes"),
     show_default=True,
     type=click.IntRange(min=1024),
     help="Largest request body; a larger one is refused with 413 unread.",
+)
+@click.option(
+    "--body-timeout",
+    default=_default("body_timeout_s"),
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a client has to send its whole body; then 408.",
 )
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
@@ -59,12 +98,24 @@ def serve(
     max_queued: int,
     max_n: int,
     max_tokens: int,
+    max_branches: int,
+    max_sandbox_seconds: float,
     max_body_bytes: int,
+    body_timeout: float,
     log_level: str,
 ) -> None:
     """Serve the reasoning methods as an OpenAI-compatible API: POST /v1/chat/completions with the
     method as the model (cepo, plain, self-consistency, best-of-n); the reasoning streams as
     reasoning_content, the answer as content. Also GET /v1/models, /health and /metrics.
+
+    \b
+    The server's ceilings hold for a request's own fields, its `cepo` settings and
+    the --config file alike; a request over one gets a 400 naming the field, a
+    config file over one is refused here:
+      --max-tokens            tokens of any one step (the answer's included)
+      4 stop strings          per step, and in the request's `stop`
+      --max-branches          branches decoding at once (n x the widest phase)
+      --max-sandbox-seconds   time of one code run (sandbox_seconds)
 
     \b
     Examples:
@@ -80,7 +131,10 @@ def serve(
         max_queued=max_queued,
         max_n=max_n,
         max_tokens=max_tokens,
+        max_branches=max_branches,
+        max_sandbox_seconds=max_sandbox_seconds,
         max_body_bytes=max_body_bytes,
+        body_timeout_s=body_timeout,
         options=options,
     )
     if host not in _LOOPBACK and api_key is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from cepo.methods import rating
@@ -19,10 +21,17 @@ class BestOfNSettings(SamplingSettings):
     rating: StepConfig = rating.STEP
     rating_type: RatingType = Field("absolute", description="pairwise: every ordered pair; else absolute")
 
+    @property
+    def rating_how(self) -> Literal["absolute", "pairwise"]:
+        return "pairwise" if self.rating_type == "pairwise" else "absolute"
+
+    def fan_out(self) -> dict[str, int]:
+        return {"k": max(self.k, rating.width(self.rating_how, self.k))}  # the samples, then their ratings
+
 
 async def best_of_n(ctx: RunContext[BestOfNSettings]) -> MethodResult:
     candidates = await samples(ctx)
-    await rating.rate(ctx, candidates, "pairwise" if ctx.config.rating_type == "pairwise" else "absolute")
+    await rating.rate(ctx, candidates, ctx.config.rating_how)
     return ctx.result(NAME, candidates, best_of(candidates), agreed=False)
 
 

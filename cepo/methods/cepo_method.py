@@ -93,6 +93,18 @@ class CepoSettings(RunSettings):
         6, ge=1, le=32, description="while nothing is settled, more waves of bestofn_n start, up to this"
     )
 
+    @property
+    def plans_in_flight(self) -> int:
+        """The attempts a candidate keeps running: each plan, then its execution, is one branch."""
+        return min(self.planning_n + self.planning_spares, self.planning_m)
+
+    def fan_out(self) -> dict[str, int]:
+        # A wave's candidates plan together; the ratings break ties among every candidate of the run.
+        return {
+            "bestofn_n": self.bestofn_n * self.plans_in_flight,
+            "max_candidates": rating.width(self.rating_type, self.max_candidates),
+        }
+
     @model_validator(mode="after")
     def _enough_attempts(self) -> CepoSettings:
         if self.planning_m < self.planning_n:
@@ -145,9 +157,8 @@ async def _run_wave(ctx: RunContext[CepoSettings], runs: list[CandidateRun]) -> 
     else:
         groups = [runs]  # same prompt for all: one request, one prefill
     tasks = TaskSet()
-    in_flight = min(config.planning_n + config.planning_spares, config.planning_m)
     for group in groups:
-        _start_plans(ctx, [run.new_attempt() for run in group for _ in range(in_flight)], tasks)
+        _start_plans(ctx, [run.new_attempt() for run in group for _ in range(config.plans_in_flight)], tasks)
     for run in runs:
         tasks.spawn(run.finish())
     await tasks.join()

@@ -17,7 +17,7 @@ from cepo.methods.context import Call, Lane, RunContext
 from cepo.methods.events import Candidate
 from cepo.methods.parsing import parse_preference, parse_rating
 from cepo.methods.prompts import COMPARE, RATE, continued
-from cepo.methods.settings import StepConfig
+from cepo.methods.settings import RatingType, StepConfig
 
 STAGE = "rate"
 TITLES = {STAGE: "Rating"}
@@ -34,6 +34,14 @@ async def rate(
     else:
         await _pairwise(ctx, candidates)
     ctx.stage_ended(STAGE)
+
+
+def width(how: RatingType, candidates: int) -> int:
+    """How many rating requests `rate` starts together over `candidates`; none for a rating type that asks
+    the model nothing (majority, execution)."""
+    if how == "pairwise":
+        return candidates * (candidates - 1)
+    return candidates if how == "absolute" else 0
 
 
 def shown(candidate: Candidate) -> str:

@@ -18,6 +18,9 @@ class SamplingSettings(RunSettings):
     k: int = Field(5, ge=1, le=64, description="samples drawn")
     sample: StepConfig = StepConfig(temperature=0.7, max_tokens=256)  # each sample's sampling
 
+    def fan_out(self) -> dict[str, int]:
+        return {"k": self.k}
+
 
 async def samples(ctx: RunContext[SamplingSettings]) -> list[Candidate]:
     lanes = [Lane(i, 0) for i in range(ctx.config.k)]

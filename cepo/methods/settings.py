@@ -99,6 +99,12 @@ class RunSettings(BaseModel):
     def steps(self) -> dict[str, StepConfig]:
         return {name: value for name, value in self if isinstance(value, StepConfig)}
 
+    def fan_out(self) -> dict[str, int]:
+        """How many branches a run with these settings can keep decoding at once, in each of its phases,
+        keyed by the setting that sizes the phase (what a server names when the count is over its limit).
+        Empty: one branch at a time."""
+        return {}
+
 
 def check_options(options: Options, models: Iterable[type[RunSettings]]) -> Options:
     """`options`, once every name in it is one that some of `models` reads, and each model takes its share."""

@@ -6,6 +6,8 @@ can sit behind a load balancer, in front of one shared backend.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +16,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from cepo import __version__
 from cepo.backends.base import Backend
@@ -27,6 +30,7 @@ from cepo.server.schemas import ChatCompletion, ChatCompletionRequest, ErrorBody
 from cepo.server.settings import ServerSettings
 from cepo.server.sse import ChunkWriter, CompletionBuilder
 
+log = logging.getLogger("cepo.server")
 _REQUEST_BODY = {
     "requestBody": {
         "required": True,
@@ -36,6 +40,7 @@ _REQUEST_BODY = {
 _ERROR_STATUSES = {
     400: "malformed or unservable request",
     401: "missing or wrong API key",
+    408: "the body took longer than the server's body timeout",
     413: "body over the server's limit",
     429: "too many requests running and waiting",
     502: "the backend failed",
@@ -102,7 +107,7 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
         arrived = time.perf_counter()
         method = "none"  # the metrics label of a request that names no method
         try:
-            raw = await _read_body(request, settings.max_body_bytes)
+            raw = await _read_body(request, settings)
             body = ChatCompletionRequest.model_validate_json(raw)
             method = body.model if body.model in METHODS else method
             chat = ChatRun.from_request(body, backend, settings)
@@ -119,6 +124,10 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
                 headers={"Retry-After": str(settings.retry_after_s)},
             )
             return _refused(busy, metrics, method, arrived)
+        except ClientDisconnect:  # while it sent its body: not a failure of the server's, nor a traceback
+            log.warning("a client (%s) went away before its request body was all there", _address(request))
+            metrics.finished(method, CLIENT_GONE, time.perf_counter() - arrived)
+            return Response(status_code=CLIENT_GONE)  # nobody reads it
         running = RunningChat(chat, ticket, request, metrics, arrived)
         if body.stream:
             return await _stream(running, body)
@@ -134,18 +143,37 @@ def _request_schemas() -> dict[str, Any]:
     return {**schema.pop("$defs"), "ChatCompletionRequest": schema}
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with a 413 once over `limit` bytes: by its declared length before any of it is
-    read, else (a chunked body declares none) as soon as the bytes received pass the limit."""
+async def _read_body(request: Request, settings: ServerSettings) -> bytes:
+    """The body, refused with a 413 once over the size limit: by its declared length before any of it is
+    read, else (a chunked body declares none) as soon as the bytes received pass the limit. A 408 once it
+    takes longer than the body timeout, so that stalled uploads do not hold connections for good. A client
+    that goes away meanwhile raises ClientDisconnect."""
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
-    return bytes(body)
+
+    async def received() -> bytes:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(limit)
+        return bytes(body)
+
+    try:
+        return await asyncio.wait_for(received(), settings.body_timeout_s)
+    except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+        raise ApiError(
+            408,
+            f"the body did not arrive within {settings.body_timeout_s:g} s",
+            code="body_timeout",
+            headers={"Connection": "close"},  # what is left of the body would keep the connection
+        ) from None
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown address"
 
 
 def _too_large(limit: int) -> ApiError:

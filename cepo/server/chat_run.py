@@ -4,7 +4,8 @@ How the OpenAI fields map onto the methods: `max_tokens` / `max_completion_token
 budget (the `sample` step of plain, self-consistency and best-of-n; cepo's `final` step); `temperature`
 is the sampling temperature of plain, self-consistency and best-of-n (cepo keeps its per-step ones);
 `top_p` applies to every generation; `seed` is the runs' base seed; `stop` ends plain's answer in the
-backend and cuts the other methods' chosen answer. The `cepo` field overrides any setting on top.
+backend and cuts the other methods' chosen answer. The `cepo` field overrides any setting on top. The
+server's ceilings hold for the settings all of these make together.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from cepo.server.schemas import ChatCompletionRequest
 from cepo.server.settings import ServerSettings
 from cepo.tasks import TaskSet
 
-MAX_STOPS = 4  # as OpenAI
 # Choice i's runs draw seeds from seed + i * stride; a run uses far fewer, so no two choices share one.
 _SEED_STRIDE = 100_003
 
@@ -56,6 +56,7 @@ class ChatRun:
         method = METHODS[request.model]
         _check_supported(request, settings)
         config = method_config(request, method, settings.options)
+        _check_ceilings(config, request.n, settings)
         messages = [message.plain() for message in request.messages]
         try:
             prepare(method.name, backend, messages, config, None)
@@ -120,8 +121,18 @@ def _check_supported(request: ChatCompletionRequest, settings: ServerSettings) -
     if budget is not None and budget > settings.max_tokens:
         param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
         raise ApiError(400, f"{param} is {budget}; this server allows at most {settings.max_tokens}", param)
-    if len(request.stops) > MAX_STOPS:
-        raise ApiError(400, f"at most {MAX_STOPS} stop strings, got {len(request.stops)}", param="stop")
+    if len(request.stops) > settings.max_stops:
+        raise ApiError(
+            400, f"at most {settings.max_stops} stop strings, got {len(request.stops)}", param="stop"
+        )
+
+
+def _check_ceilings(config: RunSettings, n: int, settings: ServerSettings) -> None:
+    """A 400 naming the field when `n` runs with `config` would pass one of the server's ceilings."""
+    overrun = settings.overrun(config, n)
+    if overrun is not None:
+        param = "n" if overrun.setting is None else f"cepo.{overrun.setting}"
+        raise ApiError(400, f"{param} {overrun.problem}", param=param)
 
 
 class WithSampling(Backend):
