@@ -15,11 +15,13 @@ from cepo.methods.method import Method
 from cepo.server.schemas import FinishReason, Usage
 from cepo.server.transcript import Transcript
 
+TextField = Literal["reasoning", "content"]
+
 
 @dataclass(frozen=True)
 class Text:
     choice: int
-    field: Literal["reasoning_content", "content"]
+    field: TextField
     text: str
 
 
@@ -68,7 +70,7 @@ class ChoiceRun:
             return self._text("content", event.text) if is_answer else []  # type: ignore[union-attr]
         if not self.reasoning:
             return []  # nothing to write: the transcript is not kept
-        return self._text("reasoning_content", self.transcript.feed(event))
+        return self._text("reasoning", self.transcript.feed(event))
 
     def _finished(self, result: MethodResult) -> list[Output]:
         answer_branch = self._answers.get(result.chosen)
@@ -79,10 +81,10 @@ class ChoiceRun:
             answer, stopped = cut_at_stop(result.answer, self.stops)
             cut = cut and not stopped
             if self.reasoning:
-                outputs += self._text("reasoning_content", self.transcript.finish(result))
+                outputs += self._text("reasoning", self.transcript.finish(result))
             outputs += self._text("content", answer)
         outputs.append(Ended(self.index, "length" if cut else "stop", usage_of(result, answer_tokens)))
         return outputs
 
-    def _text(self, field: Literal["reasoning_content", "content"], text: str) -> list[Output]:
+    def _text(self, field: TextField, text: str) -> list[Output]:
         return [Text(self.index, field, text)] if text else []

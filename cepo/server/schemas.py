@@ -2,7 +2,8 @@
 
 Requests are validated strictly ("0.7" is not a temperature); fields of the OpenAI schema that cepo does
 not use (user, presence_penalty, ...) are accepted and ignored, as vLLM does, so stock clients work.
-Replies carry the reasoning in `reasoning_content`, beside `content`, as vLLM and DeepSeek do.
+Replies carry the reasoning beside `content` under both of its names: `reasoning` (vLLM since late
+2025, Ollama, OpenRouter) and `reasoning_content` (DeepSeek, older vLLM); clients read either one.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
+    # An earlier reply's reasoning, sent back under either name. Never part of the prompt: as the chat
+    # templates of reasoning models do, a conversation carries the answers, not the thinking behind them.
+    reasoning: str | None = None
+    reasoning_content: str | None = None
 
     def plain(self) -> Message:
-        """The message as the methods take it: a role they know and its text."""
+        """The message as the methods take it: a role they know and its text (without its reasoning)."""
         if isinstance(self.content, list):
             text = "".join(part.text for part in self.content)
         else:
@@ -58,7 +63,7 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     cepo: dict[str, Any] | None = Field(None, description="method settings, as in a config file")
     include_reasoning: bool | None = Field(
-        None, description="send reasoning_content; default: when streaming, not otherwise"
+        None, description="send the reasoning; default: when streaming, not otherwise"
     )
     # Accepted so that a request using them is refused clearly, not served as if they were not there.
     tools: list[Any] | None = None
@@ -118,7 +123,8 @@ FinishReason = Literal["stop", "length"]
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
-    reasoning_content: str | None = None
+    reasoning: str | None = None
+    reasoning_content: str | None = None  # the same text as `reasoning`, under its older name
 
 
 class Choice(BaseModel):
@@ -139,7 +145,8 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
-    reasoning_content: str | None = None
+    reasoning: str | None = None
+    reasoning_content: str | None = None  # the same text as `reasoning`, under its older name
 
 
 class ChunkChoice(BaseModel):

@@ -1,9 +1,9 @@
 """Outputs of a running chat as server-sent `chat.completion.chunk` events, and as one `chat.completion`.
 
-A stream: per choice a first chunk with the role, then one chunk per piece of text (reasoning_content
-or content) as it is produced, a chunk with the finish reason; then, when asked for, a chunk with no
-choices and the usage; then `data: [DONE]`. An error after the stream has begun goes out as a chunk
-holding only {"error": ...}, as OpenAI does, and the stream ends.
+A stream: per choice a first chunk with the role, then one chunk per piece of text (reasoning, under
+both its names, or content) as it is produced, a chunk with the finish reason; then, when asked for, a
+chunk with no choices and the usage; then `data: [DONE]`. An error after the stream has begun goes out as
+a chunk holding only {"error": ...}, as OpenAI does, and the stream ends.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ def event(payload: BaseModel) -> str:
     return f"data: {payload.model_dump_json(exclude_none=True)}\n\n"
 
 
+def delta(text: Text) -> Delta:
+    if text.field == "content":
+        return Delta(content=text.text)
+    return Delta(reasoning=text.text, reasoning_content=text.text)
+
+
 class Reply:
     """What the chunks or the completion share: the reply's id, time and model."""
 
@@ -53,8 +59,7 @@ class ChunkWriter(Reply):
             self._begun.add(output.choice)
             out.append(self._chunk(ChunkChoice(index=output.choice, delta=Delta(role="assistant"))))
         if isinstance(output, Text):
-            delta = Delta(**{output.field: output.text})
-            out.append(self._chunk(ChunkChoice(index=output.choice, delta=delta)))
+            out.append(self._chunk(ChunkChoice(index=output.choice, delta=delta(output))))
         else:
             choice = ChunkChoice(index=output.choice, delta=Delta(), finish_reason=output.finish_reason)
             out.append(self._chunk(choice))
@@ -78,9 +83,7 @@ class CompletionBuilder(Reply):
 
     def __init__(self, model: str, choices: int) -> None:
         super().__init__(model)
-        self._texts: list[dict[str, list[str]]] = [
-            {"content": [], "reasoning_content": []} for _ in range(choices)
-        ]
+        self._texts: list[dict[str, list[str]]] = [{"content": [], "reasoning": []} for _ in range(choices)]
         self._ends: dict[int, Ended] = {}
 
     def add(self, output: Output) -> None:
@@ -92,9 +95,9 @@ class CompletionBuilder(Reply):
     def build(self, usage: Usage, reasoning: bool) -> ChatCompletion:
         choices = []
         for index, texts in enumerate(self._texts):
+            thought = "".join(texts["reasoning"]) if reasoning else None
             message = AssistantMessage(
-                content="".join(texts["content"]),
-                reasoning_content="".join(texts["reasoning_content"]) if reasoning else None,
+                content="".join(texts["content"]), reasoning=thought, reasoning_content=thought
             )
             choices.append(
                 Choice(index=index, message=message, finish_reason=self._ends[index].finish_reason)
