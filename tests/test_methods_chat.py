@@ -83,3 +83,33 @@ def test_without_a_question_chat_is_a_session_that_keeps_the_conversation(
     second = scripted.calls[-1].prompt
     assert [m["role"] for m in second] == ["user", "assistant", "user"]  # the first exchange came along
     assert second[1]["content"] == "42"
+
+
+@pytest.mark.parametrize(
+    ("effort", "method", "candidates"), [("none", "plain", 1), ("low", "cepo", 1), ("high", "cepo", 5)]
+)
+def test_effort_sets_cepos_compute_as_the_api_does(
+    backend: ScriptedBackend, effort: str, method: str, candidates: int
+) -> None:
+    outcome = CliRunner().invoke(main, ["chat", QUESTION, "--json", "--effort", effort])
+    assert outcome.exit_code == 0, outcome.output
+    result = MethodResult.model_validate_json(outcome.output)
+    assert (result.method, len(result.candidates)) == (method, candidates)
+
+
+def test_a_config_file_overrides_the_effort(backend: ScriptedBackend, tmp_path: Path) -> None:
+    config = tmp_path / "two.yaml"
+    config.write_text("bestofn_n: 2\n")
+    outcome = CliRunner().invoke(
+        main, ["chat", QUESTION, "--json", "--effort", "high", "--config", str(config)]
+    )
+    assert len(MethodResult.model_validate_json(outcome.output).candidates) == 2
+
+
+def test_effort_is_refused_for_another_method(backend: ScriptedBackend) -> None:
+    outcome = CliRunner().invoke(main, ["chat", QUESTION, "--method", "plain", "--effort", "low"])
+    assert (
+        outcome.exit_code == 2
+        and "--effort sets the compute of --method cepo, not of plain" in outcome.output
+    )
+    assert backend.calls == []

@@ -236,6 +236,8 @@ BAD_REQUESTS = [
     ("tools", plain(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
     ("logprobs", plain(logprobs=True), "logprobs"),
     ("json output", plain(response_format={"type": "json_object"}), "response_format"),
+    ("unknown reasoning_effort", plain(reasoning_effort="extreme"), "reasoning_effort"),
+    ("reasoning_effort not text", plain(reasoning_effort=3), "reasoning_effort"),
     (
         "reasoning not text",
         asking({"role": "assistant", "content": "3", "reasoning": 3}, QUESTION[0]),

@@ -14,9 +14,10 @@ from cepo.backends import Backend, Message
 from cepo.cli.live import LiveView, summary
 from cepo.cli.options import BackendChoice, backend_options, config_option
 from cepo.methods import METHODS, run, solve
+from cepo.methods.effort import EFFORT_METHOD, EFFORTS, at_effort
 from cepo.methods.events import MethodResult
 from cepo.methods.method import Method
-from cepo.methods.settings import Options
+from cepo.methods.settings import Options, merge_options
 
 T = TypeVar("T")
 
@@ -24,6 +25,11 @@ T = TypeVar("T")
 @click.command()
 @click.argument("question", required=False)
 @click.option("--method", type=click.Choice(list(METHODS)), default="cepo", show_default=True)
+@click.option(
+    "--effort",
+    type=click.Choice(list(EFFORTS)),
+    help="cepo's compute, as the API's reasoning_effort: none runs plain; --config settings override it.",
+)
 @backend_options
 @config_option
 @click.option("--quiet", is_flag=True, help="print only the answer")
@@ -31,6 +37,7 @@ T = TypeVar("T")
 def chat(
     question: str | None,
     method: str,
+    effort: str | None,
     backend: BackendChoice,
     options: Options,
     quiet: bool,
@@ -43,9 +50,14 @@ def chat(
     Examples:
       cepo chat "How many r's are in strawberry?"
       cepo chat --method plain
+      cepo chat "What is 17 * 23?" --effort high
       cepo chat "Write a function is_prime(n)." --method self-consistency --quiet
       cepo chat "What is 17 * 23?" --base-url http://127.0.0.1:8080/v1 --json
     """
+    if effort is not None and method != EFFORT_METHOD:
+        raise click.UsageError(f"--effort sets the compute of --method {EFFORT_METHOD}, not of {method}")
+    method, effort_options = at_effort(method, effort)
+    options = merge_options(effort_options, options)
     spec = METHODS[method]
     if question is None:
         asyncio.run(_with_backend(backend, lambda opened: _session(Console(), spec, opened, options, quiet)))

@@ -4,7 +4,8 @@ How the OpenAI fields map onto the methods: `max_tokens` / `max_completion_token
 budget (the `sample` step of plain, self-consistency and best-of-n; cepo's `final` step); `temperature`
 is the sampling temperature of plain, self-consistency and best-of-n (cepo keeps its per-step ones);
 `top_p` applies to every generation; `seed` is the runs' base seed; `stop` ends plain's answer in the
-backend and cuts the other methods' chosen answer. The `cepo` field overrides any setting on top.
+backend and cuts the other methods' chosen answer; `reasoning_effort` sets cepo's compute
+(cepo.methods.effort). The `cepo` field overrides any setting on top.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any, TypeVar
 from cepo.backends.base import Backend, GenerationStream, Message, Prompt, Sampling
 from cepo.errors import CepoError
 from cepo.methods import METHODS, configure, prepare, run
+from cepo.methods.effort import EFFORTS, at_effort
 from cepo.methods.method import Method
-from cepo.methods.settings import ConfigError, RunSettings, merge_options
+from cepo.methods.settings import ConfigError, Options, RunSettings, merge_options
 from cepo.server.choices import ChoiceRun, Output
 from cepo.server.errors import ApiError, from_cepo_error
 from cepo.server.schemas import ChatCompletionRequest
@@ -39,7 +41,7 @@ class ChatRun:
     messages: list[Message]
     configs: list[RunSettings]  # one per choice
     stops: list[str]
-    reasoning: bool  # send reasoning_content
+    reasoning: bool  # send the reasoning text
 
     @classmethod
     def from_request(
@@ -53,9 +55,16 @@ class ChatRun:
                 param="model",
                 code="model_not_found",
             )
-        method = METHODS[request.model]
+        if request.reasoning_effort is not None and request.reasoning_effort not in EFFORTS:
+            raise ApiError(
+                400,
+                f"reasoning_effort is {request.reasoning_effort!r}; choose one of: {', '.join(EFFORTS)}",
+                param="reasoning_effort",
+            )
+        effort = at_effort(request.model, request.reasoning_effort)
+        method = METHODS[effort.method]
         _check_supported(request, settings)
-        config = method_config(request, method, settings.options)
+        config = method_config(request, method, merge_options(settings.options, effort.options))
         messages = [message.plain() for message in request.messages]
         try:
             prepare(method.name, backend, messages, config, None)
@@ -86,9 +95,9 @@ class ChatRun:
                 yield output
 
 
-def method_config(request: ChatCompletionRequest, method: Method, base: dict[str, Any]) -> RunSettings:
-    """`method`'s settings: the server's options `base`, then the request's OpenAI fields, then its
-    `cepo` field."""
+def method_config(request: ChatCompletionRequest, method: Method, base: Options) -> RunSettings:
+    """`method`'s settings: `base` (the server's options, with the request's effort over them), then the
+    request's OpenAI fields, then its `cepo` field."""
     step: dict[str, Any] = {}
     if request.answer_tokens is not None:
         step["max_tokens"] = request.answer_tokens

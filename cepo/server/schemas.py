@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cepo.backends.base import Message
+from cepo.methods.effort import EFFORTS
 
 
 class TextPart(BaseModel):
@@ -62,6 +63,9 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     cepo: dict[str, Any] | None = Field(None, description="method settings, as in a config file")
+    reasoning_effort: str | None = Field(
+        None, description=f"cepo's compute, one of: {', '.join(EFFORTS)} (cepo.methods.effort)"
+    )
     include_reasoning: bool | None = Field(
         None, description="send the reasoning; default: when streaming, not otherwise"
     )
