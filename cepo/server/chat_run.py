@@ -21,7 +21,7 @@ from cepo.methods import METHODS, configure, prepare, run
 from cepo.methods.effort import EFFORTS, at_effort
 from cepo.methods.method import Method
 from cepo.methods.settings import ConfigError, Options, RunSettings, merge_options
-from cepo.server.choices import ChoiceRun, Output
+from cepo.server.choices import ChoiceRun, Output, Step
 from cepo.server.errors import ApiError, from_cepo_error
 from cepo.server.schemas import ChatCompletionRequest
 from cepo.server.settings import ServerSettings
@@ -42,12 +42,14 @@ class ChatRun:
     configs: list[RunSettings]  # one per choice
     stops: list[str]
     reasoning: bool  # send the reasoning text
+    steps: bool = False  # send the method's events themselves (cepo's own event stream), not text
 
     @classmethod
     def from_request(
-        cls, request: ChatCompletionRequest, backend: Backend, settings: ServerSettings
+        cls, request: ChatCompletionRequest, backend: Backend, settings: ServerSettings, steps: bool = False
     ) -> ChatRun:
-        """The run `request` asks for; an ApiError (400) naming the field when it cannot be served."""
+        """The run `request` asks for; an ApiError (400) naming the field when it cannot be served.
+        `steps`: for cepo's own event stream, which carries one run (n = 1) and no text."""
         if request.model not in METHODS:
             raise ApiError(
                 400,
@@ -61,6 +63,8 @@ class ChatRun:
                 f"reasoning_effort is {request.reasoning_effort!r}; choose one of: {', '.join(EFFORTS)}",
                 param="reasoning_effort",
             )
+        if steps and request.n != 1:
+            raise ApiError(400, f"n is {request.n}; cepo's event stream carries one run (n = 1)", param="n")
         effort = at_effort(request.model, request.reasoning_effort)
         method = METHODS[effort.method]
         _check_supported(request, settings)
@@ -84,13 +88,16 @@ class ChatRun:
             for i in range(request.n)
         ]
         reasoning = request.stream if request.include_reasoning is None else request.include_reasoning
-        return cls(method, backend, messages, configs, request.stops, reasoning)
+        return cls(method, backend, messages, configs, request.stops, reasoning and not steps, steps)
 
     async def outputs(self) -> AsyncIterator[Output]:
-        """Every choice's reasoning and answer text as it is produced; each choice ends with `Ended`."""
+        """Every choice's reasoning and answer text as it is produced (with `steps`, each event before
+        them); each choice ends with `Ended`."""
         choices = [ChoiceRun(i, self.method, self.stops, self.reasoning) for i in range(len(self.configs))]
         runs = [run(self.method.name, self.backend, self.messages, config) for config in self.configs]
         async for index, event in merge(runs):
+            if self.steps:
+                yield Step(index, event)
             for output in choices[index].outputs(event):
                 yield output
 

@@ -2,7 +2,8 @@
 
 Most methods choose their answer only at the end, so everything they generate streams as reasoning and the
 answer goes out as content once chosen. A method whose answer is live (plain: its single branch is the
-answer itself) streams its tokens as content as they come.
+answer itself) streams its tokens as content as they come. cepo's own event stream (/v1/cepo/runs) gets
+the run's events themselves, as `Step`s.
 """
 
 from __future__ import annotations
@@ -26,13 +27,26 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One event of the method run, as it is: what cepo's own event stream sends."""
+
+    choice: int
+    event: Event
+
+
+@dataclass(frozen=True)
 class Ended:
     choice: int
     finish_reason: FinishReason
     usage: Usage
 
 
-Output = Text | Ended
+Output = Text | Step | Ended
+
+
+def shows_text(output: Output) -> bool:
+    """Whether `output` carries generated text: the backend has taken the run's requests by then."""
+    return isinstance(output, Text) or (isinstance(output, Step) and isinstance(output.event, BranchToken))
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cepo.backends.base import Message
 from cepo.methods.effort import EFFORTS
+from cepo.methods.method import Method
 
 
 class TextPart(BaseModel):
@@ -179,6 +180,40 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class MethodCard(BaseModel):
+    """What a client needs to show a method's events: its stages' headings, and which it numbers."""
+
+    name: str
+    summary: str
+    answer_stage: str
+    live_answer: bool
+    stage_titles: dict[str, str] = Field(description="a stage not listed is titled by its capitalized name")
+    numbered_stages: list[str]
+
+    @classmethod
+    def of(cls, method: Method) -> MethodCard:
+        return cls(
+            name=method.name,
+            summary=method.summary,
+            answer_stage=method.answer_stage,
+            live_answer=method.live_answer,
+            stage_titles=dict(method.stage_titles),
+            numbered_stages=sorted(method.numbered_stages),
+        )
+
+
+class EffortCard(BaseModel):
+    name: str = Field(description="a value of reasoning_effort")
+    method: str = Field(description="the method it runs")
+
+
+class MethodList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[MethodCard]
+    efforts: list[EffortCard] = Field(description="the values of reasoning_effort, least compute first")
+    effort_method: str = Field(description="the method whose compute reasoning_effort sets")
 
 
 class ErrorDetail(BaseModel):
