@@ -15,7 +15,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEELS := $(HOME)/.cache/cepo/wheels/$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | md5sum | cut -c1-10)
 QUESTION ?= How many r's are in the word "strawberry"?
 
-.PHONY: demo test lint bench install
+.PHONY: demo test lint bench install browser
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -31,8 +31,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cepo chat "$(QUESTION)"
 
+# The page's tests drive Debian's chromium: Playwright's own browser download cannot work here. Installed
+# only when missing and where apt-get is; elsewhere (or if it fails) those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		echo "could not install chromium: the browser tests will skip"
+
 # pytest exits 5 when it collects nothing; that is not a failure of the suite.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -q -rs; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 lint: $(STAMP)

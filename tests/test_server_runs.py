@@ -137,3 +137,14 @@ def test_the_methods_declarations_and_efforts(url: str) -> None:
     assert cepo["answer_stage"] == "final" and not cepo["live_answer"]
     assert [effort["name"] for effort in listing["efforts"]] == ["none", "minimal", "low", "medium", "high"]
     assert listing["efforts"][0]["method"] == "plain" and listing["effort_method"] == "cepo"
+
+
+def test_the_page_is_open_and_loads_nothing_from_elsewhere() -> None:
+    with live_server(ScriptedBackend(CEPO_SCRIPT), ServerSettings(api_key="s3cret")) as url:
+        page = httpx.get(f"{url}/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assets = sorted(re.findall(r'(?:src|href)="([^"]+)"', page.text))
+        assert assets == ["data:,", "web/app.css", "web/app.js"]  # its own files only: it works offline
+        for asset in assets[1:]:
+            served = httpx.get(f"{url}/{asset}")
+            assert served.status_code == 200 and not re.search(r"https?:|@import|url\(", served.text)

@@ -1,5 +1,6 @@
 """The HTTP API: OpenAI's chat completions, with the reasoning methods as the models; cepo's own stream of
-a run's events (/v1/cepo/runs) and its methods' declarations (/v1/cepo/methods).
+a run's events (/v1/cepo/runs) and its methods' declarations (/v1/cepo/methods); and at / a page that
+shows a run's branches as they grow, built on those two.
 
 Stateless: every request carries its whole conversation and settings, so any number of these servers
 can sit behind a load balancer, in front of one shared backend.
@@ -10,10 +11,12 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from cepo import __version__
@@ -38,6 +41,8 @@ from cepo.server.schemas import (
 )
 from cepo.server.settings import ServerSettings
 from cepo.server.sse import ChunkWriter, CompletionBuilder, EventWriter, StreamWriter
+
+WEB = Path(__file__).parent / "web"  # the page at /: static files, no build step
 
 _REQUEST_BODY = {
     "requestBody": {
@@ -168,6 +173,13 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
             efforts=[EffortCard(name=name, method=effort.method) for name, effort in EFFORTS.items()],
             effort_method=EFFORT_METHOD,
         )
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """The page: open to all, as it holds no data; every API call it makes carries the key."""
+        return FileResponse(WEB / "index.html")
+
+    app.mount("/web", StaticFiles(directory=WEB), name="web")
 
     return app
 
