@@ -14,6 +14,9 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # The compiled wheel is cached per version and flag set, so a new clone or venv does not rebuild llama.cpp.
 WHEELS := $(HOME)/.cache/cepo/wheels/$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | md5sum | cut -c1-10)
 QUESTION ?= How many r's are in the word "strawberry"?
+# The demo's question reaches the shell as a variable of its environment, never spliced into the command,
+# so its quotes (both kinds) reach the model as they are.
+export QUESTION
 
 .PHONY: demo test lint bench install browser
 install: $(STAMP)
@@ -29,7 +32,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/cepo chat "$(QUESTION)"
+	$(BIN)/cepo chat "$$QUESTION"
 
 # The page's tests drive Debian's chromium: Playwright's own browser download cannot work here. Installed
 # only when missing and where apt-get is; elsewhere (or if it fails) those tests skip and say why.
