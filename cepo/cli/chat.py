@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.live import Live
 
 from cepo.backends import Backend, Message
-from cepo.cli.live import LiveView, summary
+from cepo.cli.live import LiveView, progress_line, summary
 from cepo.cli.options import BackendChoice, backend_options, config_option
 from cepo.methods import METHODS, run, solve
 from cepo.methods.effort import EFFORT_METHOD, EFFORTS, at_effort
@@ -105,11 +105,18 @@ async def _watch(
     question: str | list[Message],
     options: Options,
 ) -> MethodResult:
-    with Live(view, console=console, refresh_per_second=8, vertical_overflow="visible"):
-        async for event in run(method.name, backend, question, options):
+    """Run and show the run: the live view where the terminal redraws in place; elsewhere (a pipe, CI, a
+    log) a plain line per step, since there the view would end as a wall of every candidate's boxes."""
+    events = run(method.name, backend, question, options)
+    if console.is_terminal:
+        with Live(view, console=console, refresh_per_second=8, vertical_overflow="visible"):
+            async for event in events:
+                view.update(event)
+    else:
+        async for event in events:
             view.update(event)
-    if not console.is_terminal:
-        console.line()  # Live leaves its last line open when it cannot redraw in place
+            if (line := progress_line(method, event)) is not None:
+                console.out(line, highlight=False)
     if view.result is None:
         raise AssertionError("a run always ends with Finished")
     return view.result
