@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from rich.console import Console
 from scripted_backend import ScriptedBackend
 from test_methods_cepo import EXECUTE, FINAL, PLAN, REFINE
 
-from cepo.cli import main, options
+from cepo.cli import chat, main, options
 from cepo.cli.live import LiveView
 from cepo.methods import METHODS, run
 from cepo.methods.events import MethodResult
@@ -83,3 +85,66 @@ def test_without_a_question_chat_is_a_session_that_keeps_the_conversation(
     second = scripted.calls[-1].prompt
     assert [m["role"] for m in second] == ["user", "assistant", "user"]  # the first exchange came along
     assert second[1]["content"] == "42"
+
+
+@pytest.mark.parametrize(
+    ("effort", "method", "candidates"), [("none", "plain", 1), ("low", "cepo", 1), ("high", "cepo", 5)]
+)
+def test_effort_sets_cepos_compute_as_the_api_does(
+    backend: ScriptedBackend, effort: str, method: str, candidates: int
+) -> None:
+    outcome = CliRunner().invoke(main, ["chat", QUESTION, "--json", "--effort", effort])
+    assert outcome.exit_code == 0, outcome.output
+    result = MethodResult.model_validate_json(outcome.output)
+    assert (result.method, len(result.candidates)) == (method, candidates)
+
+
+def test_a_config_file_overrides_the_effort(backend: ScriptedBackend, tmp_path: Path) -> None:
+    config = tmp_path / "two.yaml"
+    config.write_text("bestofn_n: 2\n")
+    outcome = CliRunner().invoke(
+        main, ["chat", QUESTION, "--json", "--effort", "high", "--config", str(config)]
+    )
+    assert len(MethodResult.model_validate_json(outcome.output).candidates) == 2
+
+
+def test_effort_is_refused_for_another_method(backend: ScriptedBackend) -> None:
+    outcome = CliRunner().invoke(main, ["chat", QUESTION, "--method", "plain", "--effort", "low"])
+    assert (
+        outcome.exit_code == 2
+        and "--effort sets the compute of --method cepo, not of plain" in outcome.output
+    )
+    assert backend.calls == []
+
+
+def test_in_a_pipe_the_run_is_told_in_plain_lines(backend: ScriptedBackend) -> None:
+    outcome = CliRunner().invoke(main, ["chat", QUESTION, "--effort", "low"])  # CliRunner's output: no TTY
+    assert outcome.exit_code == 0, outcome.output
+    lines = outcome.output.splitlines()
+    for line in (
+        "[Plan · candidate 1] started",
+        "[Plan 1 · candidate 1] done, 3 tokens",
+        "[Check · candidate 1] answer '42'; votes 1",
+        "[Final answer · candidate 1] done, 1 token",
+        "[Chosen: candidate 1]",
+    ):
+        assert line in lines
+    assert any(re.fullmatch(r"\[Execution · candidate 1\] ended after \d+\.\d s", line) for line in lines)
+    assert lines.index("[Plan · candidate 1] started") < lines.index("[Chosen: candidate 1]")
+    assert (
+        "candidate 1 (chosen)" not in outcome.output
+    )  # no candidate boxes, only the answer and totals after
+    assert "answer of candidate 1 of 1" in outcome.output
+
+
+async def test_in_a_terminal_the_run_is_the_live_view() -> None:
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    method = METHODS["cepo"]
+    result = await chat._watch(
+        LiveView(QUESTION, method), console, method, ScriptedBackend(SCRIPT), QUESTION, {}
+    )
+    assert result.answer.strip().endswith("42")
+    shown = screen.getvalue()
+    assert "candidate 1 (chosen)" in shown and "╭" in shown
+    assert "] started" not in shown

@@ -239,6 +239,13 @@ BAD_REQUESTS = [
     ("tools", plain(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
     ("logprobs", plain(logprobs=True), "logprobs"),
     ("json output", plain(response_format={"type": "json_object"}), "response_format"),
+    ("unknown reasoning_effort", plain(reasoning_effort="extreme"), "reasoning_effort"),
+    ("reasoning_effort not text", plain(reasoning_effort=3), "reasoning_effort"),
+    (
+        "reasoning not text",
+        asking({"role": "assistant", "content": "3", "reasoning": 3}, QUESTION[0]),
+        "messages.0.reasoning",
+    ),
     ("unknown cepo setting", cepo({"bogus": 1}), "cepo"),
     ("cepo setting out of range", cepo({"plan": {"max_tokens": 0}}), "cepo"),
 ]
@@ -414,7 +421,8 @@ def test_the_first_reasoning_token_reaches_the_client_while_the_run_goes_on() ->
             chunks = (json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: {"))
             assert next(chunks)["choices"][0]["delta"] == {"role": "assistant"}
             first = next(chunks)["choices"][0]["delta"]  # read while every branch waits at the gate
-            assert first == {"reasoning_content": "[Plan 1 · candidate 1]\nThinking"}
+            text = "[Plan 1 · candidate 1]\nThinking"
+            assert first == {"reasoning": text, "reasoning_content": text}
             backend.open()
             assert [line for line in lines if line][-1] == "data: [DONE]"  # and the run goes on to its end
 

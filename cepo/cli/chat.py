@@ -11,12 +11,13 @@ from rich.console import Console
 from rich.live import Live
 
 from cepo.backends import Backend, Message
-from cepo.cli.live import LiveView, summary
+from cepo.cli.live import LiveView, progress_line, summary
 from cepo.cli.options import BackendChoice, backend_options, config_option
 from cepo.methods import METHODS, run, solve
+from cepo.methods.effort import EFFORT_METHOD, EFFORTS, at_effort
 from cepo.methods.events import MethodResult
 from cepo.methods.method import Method
-from cepo.methods.settings import Options
+from cepo.methods.settings import Options, merge_options
 
 T = TypeVar("T")
 
@@ -24,6 +25,11 @@ T = TypeVar("T")
 @click.command()
 @click.argument("question", required=False)
 @click.option("--method", type=click.Choice(list(METHODS)), default="cepo", show_default=True)
+@click.option(
+    "--effort",
+    type=click.Choice(list(EFFORTS)),
+    help="cepo's compute, as the API's reasoning_effort: none runs plain; --config settings override it.",
+)
 @backend_options
 @config_option
 @click.option("--quiet", is_flag=True, help="print only the answer")
@@ -31,6 +37,7 @@ T = TypeVar("T")
 def chat(
     question: str | None,
     method: str,
+    effort: str | None,
     backend: BackendChoice,
     options: Options,
     quiet: bool,
@@ -43,9 +50,14 @@ def chat(
     Examples:
       cepo chat "How many r's are in strawberry?"
       cepo chat --method plain
+      cepo chat "What is 17 * 23?" --effort high
       cepo chat "Write a function is_prime(n)." --method self-consistency --quiet
       cepo chat "What is 17 * 23?" --base-url http://127.0.0.1:8080/v1 --json
     """
+    if effort is not None and method != EFFORT_METHOD:
+        raise click.UsageError(f"--effort sets the compute of --method {EFFORT_METHOD}, not of {method}")
+    method, effort_options = at_effort(method, effort)
+    options = merge_options(effort_options, options)
     spec = METHODS[method]
     if question is None:
         asyncio.run(_with_backend(backend, lambda opened: _session(Console(), spec, opened, options, quiet)))
@@ -93,11 +105,18 @@ async def _watch(
     question: str | list[Message],
     options: Options,
 ) -> MethodResult:
-    with Live(view, console=console, refresh_per_second=8, vertical_overflow="visible"):
-        async for event in run(method.name, backend, question, options):
+    """Run and show the run: the live view where the terminal redraws in place; elsewhere (a pipe, CI, a
+    log) a plain line per step, since there the view would end as a wall of every candidate's boxes."""
+    events = run(method.name, backend, question, options)
+    if console.is_terminal:
+        with Live(view, console=console, refresh_per_second=8, vertical_overflow="visible"):
+            async for event in events:
+                view.update(event)
+    else:
+        async for event in events:
             view.update(event)
-    if not console.is_terminal:
-        console.line()  # Live leaves its last line open when it cannot redraw in place
+            if (line := progress_line(method, event)) is not None:
+                console.out(line, highlight=False)
     if view.result is None:
         raise AssertionError("a run always ends with Finished")
     return view.result

@@ -2,7 +2,8 @@
 checks and scores, then the chosen answer with token and time totals.
 
 `LiveView.update(event)` takes the run's events; the view renders itself (a rich renderable), so
-`rich.live.Live(view)` animates it. `summary(result)` renders the end of the run.
+`rich.live.Live(view)` animates it. `summary(result)` renders the end of the run. Where the terminal
+cannot redraw (a pipe, CI, a log), `progress_line(method, event)` tells each step in one plain line instead.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cepo.methods.events import (
     StageStarted,
 )
 from cepo.methods.method import Method
+from cepo.server.transcript import describe_choice, describe_score, heading
 
 TAIL_LINES = 4  # lines of a running branch shown
 MIN_COLUMN = 40  # characters: candidates go side by side as long as each gets this much
@@ -191,6 +193,27 @@ def summary(result: MethodResult) -> RenderableType:
     agreed = " (all candidates agreed)" if result.agreed else ""
     title = f"answer of candidate {result.chosen + 1} of {len(result.candidates)}{agreed}"
     return Group(Panel(Text(result.answer.strip()), title=title, border_style="green"), table)
+
+
+def progress_line(method: Method, event: Event) -> str | None:
+    """One plain line telling what `event` did, in the transcript's words; None for a token."""
+    if isinstance(event, StageStarted | StageEnded):
+        where = [method.title(event.stage)]
+        if event.candidate is not None:
+            where.append(f"candidate {event.candidate + 1}")
+        done = "started" if isinstance(event, StageStarted) else f"ended after {event.seconds:.1f} s"
+        return f"[{' · '.join(where)}] {done}"
+    if isinstance(event, BranchEnded):
+        branch = heading(method, (event.stage, event.candidate, event.branch)).strip()
+        how = {"stop": "done,", "length": "cut at", "cancelled": "cancelled after"}[event.finish_reason]
+        return f"{branch} {how} {event.tokens} token{'' if event.tokens == 1 else 's'}"
+    if isinstance(event, CandidateScored):
+        return describe_score(event).strip()
+    if isinstance(event, CandidateFailed):
+        return f"[Failed · candidate {event.candidate + 1}] {event.error}"
+    if isinstance(event, Finished):
+        return describe_choice(event.result).strip()
+    return None
 
 
 def _one_line(text: str, width: int) -> str:

@@ -106,7 +106,8 @@ def serve(
 ) -> None:
     """Serve the reasoning methods as an OpenAI-compatible API: POST /v1/chat/completions with the
     method as the model (cepo, plain, self-consistency, best-of-n); the reasoning streams as
-    reasoning_content, the answer as content. Also GET /v1/models, /health and /metrics.
+    reasoning (and reasoning_content), the answer as content. POST /v1/cepo/runs streams every event
+    of a run, every branch's tokens included. Also GET /v1/models, /v1/cepo/methods, /health, /metrics.
 
     \b
     The server's ceilings hold for a request's own fields, its `cepo` settings and

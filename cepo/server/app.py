@@ -1,4 +1,6 @@
-"""The HTTP API: OpenAI's chat completions, with the reasoning methods as the models.
+"""The HTTP API: OpenAI's chat completions, with the reasoning methods as the models; cepo's own stream of
+a run's events (/v1/cepo/runs) and its methods' declarations (/v1/cepo/methods); and at / a page that
+shows a run's branches as they grow, built on those two.
 
 Stateless: every request carries its whole conversation and settings, so any number of these servers
 can sit behind a load balancer, in front of one shared backend.
@@ -11,24 +13,39 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from cepo import __version__
 from cepo.backends.base import Backend
 from cepo.methods import METHODS
+from cepo.methods.effort import EFFORT_METHOD, EFFORTS
 from cepo.server.admission import Admission, QueueFull
 from cepo.server.chat_run import ChatRun
+from cepo.server.choices import Output, shows_text
 from cepo.server.errors import ApiError, install_handlers, invalid
 from cepo.server.metrics import CONTENT_TYPE, HasStats, Metrics
 from cepo.server.running import CLIENT_GONE, RunningChat
-from cepo.server.schemas import ChatCompletion, ChatCompletionRequest, ErrorBody, ModelCard, ModelList
+from cepo.server.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    EffortCard,
+    ErrorBody,
+    MethodCard,
+    MethodList,
+    ModelCard,
+    ModelList,
+)
 from cepo.server.settings import ServerSettings
-from cepo.server.sse import ChunkWriter, CompletionBuilder
+from cepo.server.sse import ChunkWriter, CompletionBuilder, EventWriter, StreamWriter
+
+WEB = Path(__file__).parent / "web"  # the page at /: static files, no build step
 
 log = logging.getLogger("cepo.server")
 _REQUEST_BODY = {
@@ -46,6 +63,9 @@ _ERROR_STATUSES = {
     502: "the backend failed",
     504: "the backend stayed silent too long",
 }
+_RUNS = (
+    "one `data:` line per method event (cepo.methods.events), the last `finished`; on failure `event: error`"
+)
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "the completion; with stream, its chunks"},
     **{status: {"model": ErrorBody, "description": text} for status, text in _ERROR_STATUSES.items()},
@@ -96,21 +116,15 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
     async def models() -> ModelList:
         return ModelList(data=[ModelCard(id=name, created=started, root=backend.model) for name in METHODS])
 
-    @app.post(
-        "/v1/chat/completions",
-        dependencies=[Depends(authorized)],
-        openapi_extra=_REQUEST_BODY,
-        response_model=ChatCompletion,
-        responses=_RESPONSES,
-    )
-    async def chat_completions(request: Request) -> Response:
+    async def admit(request: Request, steps: bool) -> tuple[ChatCompletionRequest, RunningChat] | Response:
+        """The request's run, started (or waiting for its slot); or the response refusing it."""
         arrived = time.perf_counter()
         method = "none"  # the metrics label of a request that names no method
         try:
             raw = await _read_body(request, settings)
             body = ChatCompletionRequest.model_validate_json(raw)
             method = body.model if body.model in METHODS else method
-            chat = ChatRun.from_request(body, backend, settings)
+            chat = ChatRun.from_request(body, backend, settings, steps)
             ticket = admission.reserve()
         except ValidationError as error:
             return _refused(invalid(error.errors()), metrics, method, arrived)
@@ -128,10 +142,53 @@ def create_app(backend: Backend, settings: ServerSettings | None = None) -> Fast
             log.warning("a client (%s) went away before its request body was all there", _address(request))
             metrics.finished(method, CLIENT_GONE, time.perf_counter() - arrived)
             return Response(status_code=CLIENT_GONE)  # nobody reads it
-        running = RunningChat(chat, ticket, request, metrics, arrived)
+        return body, RunningChat(chat, ticket, request, metrics, arrived)
+
+    @app.post(
+        "/v1/chat/completions",
+        dependencies=[Depends(authorized)],
+        openapi_extra=_REQUEST_BODY,
+        response_model=ChatCompletion,
+        responses=_RESPONSES,
+    )
+    async def chat_completions(request: Request) -> Response:
+        admitted = await admit(request, steps=False)
+        if isinstance(admitted, Response):
+            return admitted
+        body, running = admitted
         if body.stream:
-            return await _stream(running, body)
+            include_usage = body.stream_options is not None and body.stream_options.include_usage
+            return await _stream(running, ChunkWriter(body.model, include_usage))
         return await _complete(running, body)
+
+    @app.post(
+        "/v1/cepo/runs",
+        dependencies=[Depends(authorized)],
+        openapi_extra=_REQUEST_BODY,
+        responses={**_RESPONSES, 200: {"content": {"text/event-stream": {}}, "description": _RUNS}},
+    )
+    async def cepo_runs(request: Request) -> Response:
+        """One run of the method with every event it emits, every branch's tokens included: the chat
+        completion request's fields (`n` must be 1), streamed as server-sent events."""
+        admitted = await admit(request, steps=True)
+        if isinstance(admitted, Response):
+            return admitted
+        return await _stream(admitted[1], EventWriter())
+
+    @app.get("/v1/cepo/methods", dependencies=[Depends(authorized)])
+    async def cepo_methods() -> MethodList:
+        return MethodList(
+            data=[MethodCard.of(method) for method in METHODS.values()],
+            efforts=[EffortCard(name=name, method=effort.method) for name, effort in EFFORTS.items()],
+            effort_method=EFFORT_METHOD,
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """The page: open to all, as it holds no data; every API call it makes carries the key."""
+        return FileResponse(WEB / "index.html")
+
+    app.mount("/web", StaticFiles(directory=WEB), name="web")
 
     return app
 
@@ -198,25 +255,28 @@ async def _complete(running: RunningChat, body: ChatCompletionRequest) -> Respon
     return Response(completion.model_dump_json(exclude_none=True), media_type="application/json")
 
 
-async def _stream(running: RunningChat, body: ChatCompletionRequest) -> Response:
-    """Commits to a 200 stream only once the first output is there: a request that fails before any
-    output (the prompt does not fit, the backend refuses it) gets a proper error status instead."""
+async def _stream(running: RunningChat, writer: StreamWriter) -> Response:
+    """Commits to a 200 stream only once the run shows text (or ends without): a request that fails
+    before (the prompt does not fit, the backend refuses it) gets a proper error status instead."""
+    held: list[Output] = []
     try:
-        first = await running.next()
+        while (output := await running.next()) is not None:
+            held.append(output)
+            if shows_text(output):
+                break
     except ApiError as error:
         return error.response()
-    if first is None:
+    if not held:
         return Response(status_code=CLIENT_GONE)
-    include_usage = body.stream_options is not None and body.stream_options.include_usage
-    writer = ChunkWriter(body.model, include_usage)
 
     async def events() -> AsyncIterator[str]:
         try:
-            output = first
-            while output is not None:
+            for output in held:
                 for item in writer.events(output):
                     yield item
-                output = await running.next()
+            while (output := await running.next()) is not None:
+                for item in writer.events(output):
+                    yield item
             for item in writer.end(running.usage):
                 yield item
         except ApiError as error:

@@ -4,8 +4,9 @@ How the OpenAI fields map onto the methods: `max_tokens` / `max_completion_token
 budget (the `sample` step of plain, self-consistency and best-of-n; cepo's `final` step); `temperature`
 is the sampling temperature of plain, self-consistency and best-of-n (cepo keeps its per-step ones);
 `top_p` applies to every generation; `seed` is the runs' base seed; `stop` ends plain's answer in the
-backend and cuts the other methods' chosen answer. The `cepo` field overrides any setting on top. The
-server's ceilings hold for the settings all of these make together.
+backend and cuts the other methods' chosen answer; `reasoning_effort` sets cepo's compute
+(cepo.methods.effort). The `cepo` field overrides any setting on top. The server's ceilings hold for the
+settings all of these make together.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any, TypeVar
 from cepo.backends.base import Backend, GenerationStream, Message, Prompt, Sampling
 from cepo.errors import CepoError
 from cepo.methods import METHODS, configure, prepare, run
+from cepo.methods.effort import EFFORTS, at_effort
 from cepo.methods.method import Method
-from cepo.methods.settings import ConfigError, RunSettings, merge_options
-from cepo.server.choices import ChoiceRun, Output
+from cepo.methods.settings import ConfigError, Options, RunSettings, merge_options
+from cepo.server.choices import ChoiceRun, Output, Step
 from cepo.server.errors import ApiError, from_cepo_error
 from cepo.server.schemas import ChatCompletionRequest
 from cepo.server.settings import ServerSettings
@@ -39,13 +41,15 @@ class ChatRun:
     messages: list[Message]
     configs: list[RunSettings]  # one per choice
     stops: list[str]
-    reasoning: bool  # send reasoning_content
+    reasoning: bool  # send the reasoning text
+    steps: bool = False  # send the method's events themselves (cepo's own event stream), not text
 
     @classmethod
     def from_request(
-        cls, request: ChatCompletionRequest, backend: Backend, settings: ServerSettings
+        cls, request: ChatCompletionRequest, backend: Backend, settings: ServerSettings, steps: bool = False
     ) -> ChatRun:
-        """The run `request` asks for; an ApiError (400) naming the field when it cannot be served."""
+        """The run `request` asks for; an ApiError (400) naming the field when it cannot be served.
+        `steps`: for cepo's own event stream, which carries one run (n = 1) and no text."""
         if request.model not in METHODS:
             raise ApiError(
                 400,
@@ -53,9 +57,18 @@ class ChatRun:
                 param="model",
                 code="model_not_found",
             )
-        method = METHODS[request.model]
+        if request.reasoning_effort is not None and request.reasoning_effort not in EFFORTS:
+            raise ApiError(
+                400,
+                f"reasoning_effort is {request.reasoning_effort!r}; choose one of: {', '.join(EFFORTS)}",
+                param="reasoning_effort",
+            )
+        if steps and request.n != 1:
+            raise ApiError(400, f"n is {request.n}; cepo's event stream carries one run (n = 1)", param="n")
+        effort = at_effort(request.model, request.reasoning_effort)
+        method = METHODS[effort.method]
         _check_supported(request, settings)
-        config = method_config(request, method, settings.options)
+        config = method_config(request, method, merge_options(settings.options, effort.options))
         _check_ceilings(config, request.n, settings)
         messages = [message.plain() for message in request.messages]
         try:
@@ -76,20 +89,23 @@ class ChatRun:
             for i in range(request.n)
         ]
         reasoning = request.stream if request.include_reasoning is None else request.include_reasoning
-        return cls(method, backend, messages, configs, request.stops, reasoning)
+        return cls(method, backend, messages, configs, request.stops, reasoning and not steps, steps)
 
     async def outputs(self) -> AsyncIterator[Output]:
-        """Every choice's reasoning and answer text as it is produced; each choice ends with `Ended`."""
+        """Every choice's reasoning and answer text as it is produced (with `steps`, each event before
+        them); each choice ends with `Ended`."""
         choices = [ChoiceRun(i, self.method, self.stops, self.reasoning) for i in range(len(self.configs))]
         runs = [run(self.method.name, self.backend, self.messages, config) for config in self.configs]
         async for index, event in merge(runs):
+            if self.steps:
+                yield Step(index, event)
             for output in choices[index].outputs(event):
                 yield output
 
 
-def method_config(request: ChatCompletionRequest, method: Method, base: dict[str, Any]) -> RunSettings:
-    """`method`'s settings: the server's options `base`, then the request's OpenAI fields, then its
-    `cepo` field."""
+def method_config(request: ChatCompletionRequest, method: Method, base: Options) -> RunSettings:
+    """`method`'s settings: `base` (the server's options, with the request's effort over them), then the
+    request's OpenAI fields, then its `cepo` field."""
     step: dict[str, Any] = {}
     if request.answer_tokens is not None:
         step["max_tokens"] = request.answer_tokens

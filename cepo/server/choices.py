@@ -2,7 +2,8 @@
 
 Most methods choose their answer only at the end, so everything they generate streams as reasoning and the
 answer goes out as content once chosen. A method whose answer is live (plain: its single branch is the
-answer itself) streams its tokens as content as they come.
+answer itself) streams its tokens as content as they come. cepo's own event stream (/v1/cepo/runs) gets
+the run's events themselves, as `Step`s.
 """
 
 from __future__ import annotations
@@ -15,12 +16,22 @@ from cepo.methods.method import Method
 from cepo.server.schemas import FinishReason, Usage
 from cepo.server.transcript import Transcript
 
+TextField = Literal["reasoning", "content"]
+
 
 @dataclass(frozen=True)
 class Text:
     choice: int
-    field: Literal["reasoning_content", "content"]
+    field: TextField
     text: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event of the method run, as it is: what cepo's own event stream sends."""
+
+    choice: int
+    event: Event
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,12 @@ class Ended:
     usage: Usage
 
 
-Output = Text | Ended
+Output = Text | Step | Ended
+
+
+def shows_text(output: Output) -> bool:
+    """Whether `output` carries generated text: the backend has taken the run's requests by then."""
+    return isinstance(output, Text) or (isinstance(output, Step) and isinstance(output.event, BranchToken))
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -68,7 +84,7 @@ class ChoiceRun:
             return self._text("content", event.text) if is_answer else []  # type: ignore[union-attr]
         if not self.reasoning:
             return []  # nothing to write: the transcript is not kept
-        return self._text("reasoning_content", self.transcript.feed(event))
+        return self._text("reasoning", self.transcript.feed(event))
 
     def _finished(self, result: MethodResult) -> list[Output]:
         answer_branch = self._answers.get(result.chosen)
@@ -79,10 +95,10 @@ class ChoiceRun:
             answer, stopped = cut_at_stop(result.answer, self.stops)
             cut = cut and not stopped
             if self.reasoning:
-                outputs += self._text("reasoning_content", self.transcript.finish(result))
+                outputs += self._text("reasoning", self.transcript.finish(result))
             outputs += self._text("content", answer)
         outputs.append(Ended(self.index, "length" if cut else "stop", usage_of(result, answer_tokens)))
         return outputs
 
-    def _text(self, field: Literal["reasoning_content", "content"], text: str) -> list[Output]:
+    def _text(self, field: TextField, text: str) -> list[Output]:
         return [Text(self.index, field, text)] if text else []

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from cepo.errors import BackendUnavailable, CepoError
 from cepo.server.admission import Ticket
 from cepo.server.chat_run import ChatRun
-from cepo.server.choices import Ended, Output, Text
+from cepo.server.choices import Ended, Output, shows_text
 from cepo.server.errors import ApiError, from_cepo_error
 from cepo.server.metrics import Metrics
 from cepo.server.schemas import Usage
@@ -40,10 +40,13 @@ class RunningChat:
         self._watcher = loop.create_task(self._cancel_on_disconnect(request))
 
     async def next(self) -> Output | None:
-        """The next output; None once the run is over. Raises the ApiError the run failed with."""
+        """The next output; None once the run is over (and at every call after). Raises the ApiError the
+        run failed with."""
         item = await self._outputs.get()
         if isinstance(item, ApiError):
             raise item
+        if item is None:
+            self._outputs.put_nowait(None)
         return item
 
     async def cancel(self) -> None:
@@ -75,7 +78,7 @@ class RunningChat:
             self.metrics.finished(self.chat.method.name, self.status, seconds, self.usage)
 
     def _observe(self, output: Output) -> None:
-        if isinstance(output, Text) and self._first_text:
+        if shows_text(output) and self._first_text:
             self._first_text = False
             self.metrics.first_token.labels(self.chat.method.name).observe(time.perf_counter() - self.started)
         elif isinstance(output, Ended):

@@ -2,7 +2,8 @@
 
 Requests are validated strictly ("0.7" is not a temperature); fields of the OpenAI schema that cepo does
 not use (user, presence_penalty, ...) are accepted and ignored, as vLLM does, so stock clients work.
-Replies carry the reasoning in `reasoning_content`, beside `content`, as vLLM and DeepSeek do.
+Replies carry the reasoning beside `content` under both of its names: `reasoning` (vLLM since late
+2025, Ollama, OpenRouter) and `reasoning_content` (DeepSeek, older vLLM); clients read either one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cepo.backends.base import Message
+from cepo.methods.effort import EFFORTS
+from cepo.methods.method import Method
 
 
 class TextPart(BaseModel):
@@ -26,9 +29,13 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
+    # An earlier reply's reasoning, sent back under either name. Never part of the prompt: as the chat
+    # templates of reasoning models do, a conversation carries the answers, not the thinking behind them.
+    reasoning: str | None = None
+    reasoning_content: str | None = None
 
     def plain(self) -> Message:
-        """The message as the methods take it: a role they know and its text."""
+        """The message as the methods take it: a role they know and its text (without its reasoning)."""
         if isinstance(self.content, list):
             text = "".join(part.text for part in self.content)
         else:
@@ -57,8 +64,11 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     cepo: dict[str, Any] | None = Field(None, description="method settings, as in a config file")
+    reasoning_effort: str | None = Field(
+        None, description=f"cepo's compute, one of: {', '.join(EFFORTS)} (cepo.methods.effort)"
+    )
     include_reasoning: bool | None = Field(
-        None, description="send reasoning_content; default: when streaming, not otherwise"
+        None, description="send the reasoning; default: when streaming, not otherwise"
     )
     # Accepted so that a request using them is refused clearly, not served as if they were not there.
     tools: list[Any] | None = None
@@ -118,7 +128,8 @@ FinishReason = Literal["stop", "length"]
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
-    reasoning_content: str | None = None
+    reasoning: str | None = None
+    reasoning_content: str | None = None  # the same text as `reasoning`, under its older name
 
 
 class Choice(BaseModel):
@@ -139,7 +150,8 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
-    reasoning_content: str | None = None
+    reasoning: str | None = None
+    reasoning_content: str | None = None  # the same text as `reasoning`, under its older name
 
 
 class ChunkChoice(BaseModel):
@@ -168,6 +180,40 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class MethodCard(BaseModel):
+    """What a client needs to show a method's events: its stages' headings, and which it numbers."""
+
+    name: str
+    summary: str
+    answer_stage: str
+    live_answer: bool
+    stage_titles: dict[str, str] = Field(description="a stage not listed is titled by its capitalized name")
+    numbered_stages: list[str]
+
+    @classmethod
+    def of(cls, method: Method) -> MethodCard:
+        return cls(
+            name=method.name,
+            summary=method.summary,
+            answer_stage=method.answer_stage,
+            live_answer=method.live_answer,
+            stage_titles=dict(method.stage_titles),
+            numbered_stages=sorted(method.numbered_stages),
+        )
+
+
+class EffortCard(BaseModel):
+    name: str = Field(description="a value of reasoning_effort")
+    method: str = Field(description="the method it runs")
+
+
+class MethodList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[MethodCard]
+    efforts: list[EffortCard] = Field(description="the values of reasoning_effort, least compute first")
+    effort_method: str = Field(description="the method whose compute reasoning_effort sets")
 
 
 class ErrorDetail(BaseModel):

@@ -1,19 +1,25 @@
-"""Outputs of a running chat as server-sent `chat.completion.chunk` events, and as one `chat.completion`.
+"""Outputs of a running chat as server-sent `chat.completion.chunk` events, as one `chat.completion`, and
+as cepo's own stream of the method's events.
 
-A stream: per choice a first chunk with the role, then one chunk per piece of text (reasoning_content
-or content) as it is produced, a chunk with the finish reason; then, when asked for, a chunk with no
-choices and the usage; then `data: [DONE]`. An error after the stream has begun goes out as a chunk
-holding only {"error": ...}, as OpenAI does, and the stream ends.
+A chat stream: per choice a first chunk with the role, then one chunk per piece of text (reasoning, under
+both its names, or content) as it is produced, a chunk with the finish reason; then, when asked for, a
+chunk with no choices and the usage; then `data: [DONE]`. An error after the stream has begun goes out as
+a chunk holding only {"error": ...}, as OpenAI does, and the stream ends.
+
+cepo's event stream (/v1/cepo/runs): one `data:` line per method event, `event.model_dump_json()` (read it
+back with `cepo.methods.events.EventAdapter`), the last one `finished`; an error after it has begun is an
+`event: error` whose data is {"error": ...}.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from typing import Protocol
 
 from pydantic import BaseModel
 
-from cepo.server.choices import Ended, Output, Text
+from cepo.server.choices import Ended, Output, Step, Text
 from cepo.server.errors import ApiError
 from cepo.server.schemas import (
     AssistantMessage,
@@ -30,6 +36,20 @@ DONE = "data: [DONE]\n\n"
 
 def event(payload: BaseModel) -> str:
     return f"data: {payload.model_dump_json(exclude_none=True)}\n\n"
+
+
+class StreamWriter(Protocol):
+    """What a stream's wire format makes of a running chat's outputs, its end and its failure."""
+
+    def events(self, output: Output) -> list[str]: ...
+    def end(self, usage: Usage) -> list[str]: ...
+    def error(self, error: ApiError) -> list[str]: ...
+
+
+def delta(text: Text) -> Delta:
+    if text.field == "content":
+        return Delta(content=text.text)
+    return Delta(reasoning=text.text, reasoning_content=text.text)
 
 
 class Reply:
@@ -53,9 +73,8 @@ class ChunkWriter(Reply):
             self._begun.add(output.choice)
             out.append(self._chunk(ChunkChoice(index=output.choice, delta=Delta(role="assistant"))))
         if isinstance(output, Text):
-            delta = Delta(**{output.field: output.text})
-            out.append(self._chunk(ChunkChoice(index=output.choice, delta=delta)))
-        else:
+            out.append(self._chunk(ChunkChoice(index=output.choice, delta=delta(output))))
+        elif isinstance(output, Ended):
             choice = ChunkChoice(index=output.choice, delta=Delta(), finish_reason=output.finish_reason)
             out.append(self._chunk(choice))
         return out
@@ -78,23 +97,21 @@ class CompletionBuilder(Reply):
 
     def __init__(self, model: str, choices: int) -> None:
         super().__init__(model)
-        self._texts: list[dict[str, list[str]]] = [
-            {"content": [], "reasoning_content": []} for _ in range(choices)
-        ]
+        self._texts: list[dict[str, list[str]]] = [{"content": [], "reasoning": []} for _ in range(choices)]
         self._ends: dict[int, Ended] = {}
 
     def add(self, output: Output) -> None:
         if isinstance(output, Text):
             self._texts[output.choice][output.field].append(output.text)
-        else:
+        elif isinstance(output, Ended):
             self._ends[output.choice] = output
 
     def build(self, usage: Usage, reasoning: bool) -> ChatCompletion:
         choices = []
         for index, texts in enumerate(self._texts):
+            thought = "".join(texts["reasoning"]) if reasoning else None
             message = AssistantMessage(
-                content="".join(texts["content"]),
-                reasoning_content="".join(texts["reasoning_content"]) if reasoning else None,
+                content="".join(texts["content"]), reasoning=thought, reasoning_content=thought
             )
             choices.append(
                 Choice(index=index, message=message, finish_reason=self._ends[index].finish_reason)
@@ -102,3 +119,17 @@ class CompletionBuilder(Reply):
         return ChatCompletion(
             id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
         )
+
+
+class EventWriter:
+    """cepo's own stream: the method's events as they are; the text and usage outputs are the chat
+    stream's."""
+
+    def events(self, output: Output) -> list[str]:
+        return [f"data: {output.event.model_dump_json()}\n\n"] if isinstance(output, Step) else []
+
+    def end(self, usage: Usage) -> list[str]:
+        return []  # the `finished` event, already sent, ends the stream
+
+    def error(self, error: ApiError) -> list[str]:
+        return [f"event: error\ndata: {error.body().model_dump_json(exclude_none=True)}\n\n"]
