@@ -133,7 +133,8 @@ def test_runs_share_the_queue_and_a_disconnect_cancels_the_run() -> None:
 def test_the_methods_declarations_and_efforts(url: str) -> None:
     listing = httpx.get(f"{url}/v1/cepo/methods").json()
     cepo = next(method for method in listing["data"] if method["name"] == "cepo")
-    assert cepo["stage_titles"]["execute"] == "Execution" and cepo["numbered_stages"] == ["execute", "plan"]
+    assert cepo["stage_titles"]["execute"] == "Execution"
+    assert cepo["numbered_stages"] == ["execute", "plan", "repair"]
     assert cepo["answer_stage"] == "final" and not cepo["live_answer"]
     assert [effort["name"] for effort in listing["efforts"]] == ["none", "minimal", "low", "medium", "high"]
     assert listing["efforts"][0]["method"] == "plain" and listing["effort_method"] == "cepo"
