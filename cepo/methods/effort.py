@@ -5,9 +5,9 @@ instead, the others run cepo with some settings over its defaults. A request for
 that method as asked. Settings the request or the command line gives itself (the `cepo` field, a config
 file) override the effort's.
 
-The levels are a first mapping, not a measured one. They are settings over the defaults, so that they can
-be tuned by measurement (accuracy against tokens and seconds at each level) once cepo's repair rounds
-and candidate limits (`repair_rounds`, `max_candidates`) land, by changing this table alone.
+The levels are a first mapping, not a measured one: low is one candidate without repair, high five with
+two repair rounds. They are settings over the defaults, so that measurement (accuracy against tokens and
+seconds at each level) can tune them by changing this table alone.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ class Effort(NamedTuple):
 
 EFFORTS: dict[str, Effort] = {  # least compute first
     "none": Effort(plain.NAME, {}),  # no reasoning: one completion
-    "minimal": Effort(EFFORT_METHOD, {"bestofn_n": 1}),
-    "low": Effort(EFFORT_METHOD, {"bestofn_n": 1}),
+    "minimal": Effort(EFFORT_METHOD, {"bestofn_n": 1, "repair_rounds": 0}),
+    "low": Effort(EFFORT_METHOD, {"bestofn_n": 1, "repair_rounds": 0}),
     "medium": Effort(EFFORT_METHOD, {}),  # the defaults
-    "high": Effort(EFFORT_METHOD, {"bestofn_n": 5}),
+    "high": Effort(EFFORT_METHOD, {"bestofn_n": 5, "repair_rounds": 2}),
 }
 
 
