@@ -8,6 +8,7 @@ import json
 import signal
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -60,9 +61,7 @@ def engine_command(
         f"N=8 against N=1: {result.speedup_n8:.2f}x the aggregate tok/s; all first tokens in "
         f"{result.prefill_ratio_n8:.2f}x the time"
     )
-    if json_path:
-        json_path.write_text(json.dumps(result.to_json(), indent=2))
-        console.print(f"figures written to {json_path}")
+    write_figures(console, result.to_json(), json_path)
 
 
 def engine_table(r: EngineBench) -> Table:
@@ -145,9 +144,7 @@ def method_command(
     console.print(method_table(figures))
     if text := summary(figures):
         console.print(text)
-    if json_path:
-        json_path.write_text(json.dumps(figures.to_json(), indent=2))
-        console.print(f"figures written to {json_path}")
+    write_figures(console, figures.to_json(), json_path)
 
 
 @bench.command("peers")
@@ -193,6 +190,11 @@ def peers_command(
     console.print(peers_table(figures))
     if text := peers_summary(figures):
         console.print(text)
-    if json_path:
-        json_path.write_text(json.dumps(figures.to_json(), indent=2))
-        console.print(f"figures written to {json_path}")
+    write_figures(console, figures.to_json(), json_path)
+
+
+def write_figures(console: Console, figures: dict[str, Any], path: Path | None) -> None:
+    """`--json`: the figures, written where asked."""
+    if path:
+        path.write_text(json.dumps(figures, indent=2))
+        console.print(f"figures written to {path}")
