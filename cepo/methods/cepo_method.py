@@ -129,14 +129,13 @@ async def cepo(ctx: RunContext[CepoSettings]) -> MethodResult:
     program = ctx.kind in SHORT_KINDS and config.rating_type == "execution"
     finished: list[Candidate] = []  # standing candidates, in the order they finished
 
-    def settled(candidate: Candidate) -> str | None:
+    def settled(candidate: Candidate) -> None:
         """Called as each candidate finishes: a settled answer ends the run at once."""
         if candidate.error is None and not candidate.stopped:
             finished.append(candidate)
         reason = stopping.settled(finished, ctx.examples, config.stop_when, config.agree_n, program)
         if reason is not None:
             ctx.stop(reason)
-        return reason
 
     runs: list[CandidateRun] = []
     # Compute follows doubt: another wave starts only while nothing is verified or agreed.
@@ -145,8 +144,6 @@ async def cepo(ctx: RunContext[CepoSettings]) -> MethodResult:
         runs += await _run_wave(
             ctx, [CandidateRun(ctx, len(runs) + i, program, settled) for i in range(wave)]
         )
-        if stopping.settled(finished, ctx.examples, config.stop_when, config.agree_n, program):
-            break
     candidates = [run.candidate for run in runs if run.candidate is not None]
     errors = [run.error for run in runs if run.error is not None]
     if len(errors) == len(runs):
@@ -217,9 +214,9 @@ class CandidateRun:
         ctx: RunContext[CepoSettings],
         index: int,
         program: bool,
-        settled: Callable[[Candidate], str | None],
+        settled: Callable[[Candidate], None],
     ) -> None:
-        """`settled`: told of the candidate once it has finished; says whether that settled the run."""
+        """`settled`: told of the candidate once it has finished (it may stop the run)."""
         self.ctx, self.index, self.program, self.settled = ctx, index, program, settled
         self.candidate: Candidate | None = None  # once finished
         self.approach: str | None = None
@@ -371,7 +368,9 @@ class CandidateRun:
         texts += [a.execution.text for a in reversed(complete) if a.execution is not None]
         checks = await self._check(texts)
         repairs: list[RepairRound] = []
-        while (failure := repair.failure_of(checks, self.program)) and len(repairs) < self.rounds:
+        while (failure := repair.failure_of(checks, self.program)) and len(
+            repairs
+        ) < self.ctx.config.repair_rounds:
             conversation, reply = await self._repair(conversation, failure, len(repairs))
             if self.ctx.stopped is not None:
                 return self._out()
@@ -393,10 +392,6 @@ class CandidateRun:
             checks=checks,
             repairs=repairs,
         )
-
-    @property
-    def rounds(self) -> int:
-        return self.ctx.config.repair_rounds
 
     async def _check(self, texts: list[str]) -> Checks:
         return await self.ctx.check(self.index, list(dict.fromkeys(texts)), run=True, program=self.program)
