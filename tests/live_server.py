@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,3 +44,19 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout:g} s")
         time.sleep(0.01)
+
+
+@contextmanager
+def raw_post(
+    url: str, body: bytes = b"", path: str = "/v1/chat/completions", headers: dict[str, str] | None = None
+) -> Iterator[socket.socket]:
+    """A connection that has sent a JSON POST's head (with `headers`, and the length of a `body` given)
+    and `body`; the test may send more, or read, or drop it."""
+    host, port = url.removeprefix("http://").split(":")
+    headers = {"Content-Length": str(len(body)), **(headers or {})} if body else headers or {}
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{head}\r\n".encode() + body
+        )
+        yield connection

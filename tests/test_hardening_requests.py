@@ -6,7 +6,6 @@ sandbox; the server keeps serving."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import secrets
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import live_server, wait_until
+from live_server import live_server, raw_post, wait_until
 from sandbox_runs import SandboxRuns, record_sandbox_runs
 from scripted_backend import ScriptedBackend
 from test_server_api import metric, post
@@ -61,19 +60,6 @@ def assert_serving(url: str) -> None:
     assert post(url, PLAIN).json()["choices"][0]["message"]["content"] == "ok"
 
 
-@contextlib.contextmanager
-def raw_request(url: str, headers: dict[str, str]) -> Iterator[socket.socket]:
-    """A connection that has sent a POST's head to the chat endpoint; the test sends what body it likes."""
-    host, port = url.removeprefix("http://").split(":")
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    with socket.create_connection((host, int(port)), timeout=60) as connection:
-        connection.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"{head}\r\n".encode()
-        )
-        yield connection
-
-
 def refused_on(connection: socket.socket, expected: int) -> str:
     """The error the server answered on `connection`, checked as `refused` does (no param)."""
     response = http.client.HTTPResponse(connection)
@@ -86,7 +72,7 @@ def test_a_body_declared_over_the_default_limit_is_refused_before_it_is_sent(url
     limit = ServerSettings().max_body_bytes
     assert limit == 1024 * 1024
     for declared in (limit + 1, 10 * 1024**3):
-        with raw_request(url, {"Content-Length": str(declared)}) as connection:
+        with raw_post(url, headers={"Content-Length": str(declared)}) as connection:
             message = refused_on(connection, 413)  # not one byte of the body was sent
         assert message == f"the body is over this server's limit of {limit} bytes"
     assert metric(url, 'cepo_requests_total{method="none",status="413"}') == 2
@@ -95,7 +81,7 @@ def test_a_body_declared_over_the_default_limit_is_refused_before_it_is_sent(url
 
 def test_a_chunked_body_is_refused_once_its_bytes_pass_the_limit(small_url: str) -> None:
     chunk = b"x" * 1024
-    with raw_request(small_url, {"Transfer-Encoding": "chunked"}) as connection:
+    with raw_post(small_url, headers={"Transfer-Encoding": "chunked"}) as connection:
         for _ in range(SMALL_LIMIT // len(chunk) + 1):
             connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         # The body never ends (no last chunk): only counting what arrived can answer it.
@@ -115,7 +101,7 @@ def test_a_client_that_drops_off_mid_upload_is_counted_as_gone_in_one_log_line(
     caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], url: str
 ) -> None:
     body = json.dumps(PLAIN).encode()
-    with raw_request(url, {"Content-Length": str(len(body))}) as connection:
+    with raw_post(url, headers={"Content-Length": str(len(body))}) as connection:
         connection.sendall(body[: len(body) // 2])  # and goes away
     wait_until(lambda: metric(url, 'cepo_requests_total{method="none",status="499"}') == 1, what="counted")
 
@@ -129,7 +115,7 @@ def test_a_stalled_upload_gets_a_408_once_the_body_timeout_passes() -> None:
     settings = ServerSettings(body_timeout_s=0.5)
     with live_server(ScriptedBackend([], default="ok"), settings) as url:
         body = json.dumps(PLAIN).encode()
-        with raw_request(url, {"Content-Length": str(len(body))}) as connection:
+        with raw_post(url, headers={"Content-Length": str(len(body))}) as connection:
             connection.sendall(body[: len(body) // 2])  # and the rest never comes
             response = http.client.HTTPResponse(connection)
             response.begin()

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import httpx
 import pytest
-from live_server import live_server, wait_until
+from live_server import live_server, raw_post, wait_until
 from sandbox_runs import SandboxRuns, record_sandbox_runs
 from scripted_backend import ScriptedBackend
 
@@ -399,14 +399,8 @@ def test_a_client_that_goes_away_during_a_fork_bomb_check_ends_its_sandbox(
 ) -> None:
     results = record_results(monkeypatch)
     with live_server(ScriptedBackend([("", model_reply)]), GENEROUS_SERVER) as url:
-        host, port = url.removeprefix("http://").split(":")
         body = json.dumps(cepo_request(BOMB_QUESTION, GENEROUS_SECONDS)).encode()
-        with socket.create_connection((host, int(port))) as connection:
-            connection.sendall(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
+        with raw_post(url, body):
             wait_until(lambda: runs.processes() != [], what="the fork bomb running in the sandbox")
         # The run ends by the cancellation or, failing that, by its own time limit: the result says which.
         wait_until(lambda: results != [], timeout=2 * GENEROUS_SECONDS, what="the sandbox run ended")

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import threading
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-from live_server import live_server, wait_until
+from live_server import live_server, raw_post, wait_until
 from scripted_backend import ScriptedBackend
 
 from cepo.backends.base import Backend, Branch, BranchEnd, GenerationStream, Prompt, Sampling, TokenEvent
@@ -430,14 +429,8 @@ def test_the_first_reasoning_token_reaches_the_client_while_the_run_goes_on() ->
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_client_that_disconnects_cancels_its_run(gated: GatedBackend, stream: bool) -> None:
     with live_server(gated) as url:
-        host, port = url.removeprefix("http://").split(":")
         body = json.dumps(plain(stream=stream)).encode()
-        with socket.create_connection((host, int(port))) as connection:
-            connection.sendall(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
+        with raw_post(url, body):
             wait_until(lambda: health(url)["running"] == 1, what="request running")
         wait_until(lambda: None in gated.cancelled, what="the backend stream cancelled")
         wait_until(lambda: health(url)["running"] == 0, what="slot freed")

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from live_server import live_server, wait_until
+from live_server import live_server, raw_post, wait_until
 from scripted_backend import ScriptedBackend
 from test_server_api import CEPO_SCRIPT, QUESTION, GatedBackend, health, metric
 
@@ -112,14 +111,8 @@ def test_the_api_key_guards_the_runs_and_the_methods() -> None:
 def test_runs_share_the_queue_and_a_disconnect_cancels_the_run() -> None:
     gated = GatedBackend()
     with live_server(gated, ServerSettings(max_concurrent=1, max_queued=0)) as url:
-        host, port = url.removeprefix("http://").split(":")
         body = json.dumps(CEPO).encode()
-        with socket.create_connection((host, int(port))) as connection:
-            connection.sendall(
-                b"POST /v1/cepo/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
+        with raw_post(url, body, path="/v1/cepo/runs"):
             wait_until(lambda: health(url)["running"] == 1, what="run started")
             busy = httpx.post(f"{url}/v1/chat/completions", json=CEPO, timeout=30)
             assert busy.status_code == 429  # one slot, held by the run
