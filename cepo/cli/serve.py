@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Any
+from collections.abc import Callable
 
 import click
 
@@ -18,9 +18,13 @@ from cepo.server.settings import ServerSettings
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _default(name: str) -> Any:
-    """An option's default is the server setting's own, so the two never drift apart."""
-    return ServerSettings.model_fields[name].default
+def _limit(
+    flag: str, field: str, kind: click.ParamType, text: str
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """An option for one of the server's limits; its default is the server setting's own, so the two
+    never drift apart."""
+    default = ServerSettings.model_fields[field].default
+    return click.option(flag, default=default, show_default=True, type=kind, help=text)
 
 
 @click.command()
@@ -29,61 +33,38 @@ def _default(name: str) -> Any:
 @backend_options
 @click.option("--api-key", envvar="CEPO_API_KEY", help="Clients must send it as a bearer token.")
 @config_option
-@click.option(
-    "--max-concurrent",
-    default=_default("max_concurrent"),
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Requests run at once.",
-)
-@click.option(
-    "--max-queued",
-    default=_default("max_queued"),
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Requests that may wait.",
-)
-@click.option(
-    "--max-n",
-    default=_default("max_n"),
-    show_default=True,
-    type=click.IntRange(1, 16),
-    help="Most choices per request.",
-)
-@click.option(
+@_limit("--max-concurrent", "max_concurrent", click.IntRange(min=1), "Requests run at once.")
+@_limit("--max-queued", "max_queued", click.IntRange(min=0), "Requests that may wait.")
+@_limit("--max-n", "max_n", click.IntRange(1, 16), "Most choices per request.")
+@_limit(
     "--max-tokens",
-    default=_default("max_tokens"),
-    show_default=True,
-    type=click.IntRange(1, 65536),
-    help="Most tokens of any one step: the answer's budget and every step of the method's settings.",
+    "max_tokens",
+    click.IntRange(1, 65536),
+    "Most tokens of any one step: the answer's budget and every step of the method's settings.",
 )
-@click.option(
+@_limit(
     "--max-branches",
-    default=_default("max_branches"),
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Most branches one request keeps decoding at once: n times the method's widest phase.",
+    "max_branches",
+    click.IntRange(min=1),
+    "Most branches one request keeps decoding at once: n times the method's widest phase.",
 )
-@click.option(
+@_limit(
     "--max-sandbox-seconds",
-    default=_default("max_sandbox_seconds"),
-    show_default=True,
-    type=click.FloatRange(0, 600, min_open=True),
-    help="Longest time one code run of a request may take (its sandbox_seconds).",
+    "max_sandbox_seconds",
+    click.FloatRange(0, 600, min_open=True),
+    "Longest time one code run of a request may take (its sandbox_seconds).",
 )
-@click.option(
+@_limit(
     "--max-body-bytes",
-    default=_default("max_body_bytes"),
-    show_default=True,
-    type=click.IntRange(min=1024),
-    help="Largest request body; a larger one is refused with 413 unread.",
+    "max_body_bytes",
+    click.IntRange(min=1024),
+    "Largest request body; a larger one is refused with 413 unread.",
 )
-@click.option(
+@_limit(
     "--body-timeout",
-    default=_default("body_timeout_s"),
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds a client has to send its whole body; then 408.",
+    "body_timeout_s",
+    click.FloatRange(min=0, min_open=True),
+    "Seconds a client has to send its whole body; then 408.",
 )
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
