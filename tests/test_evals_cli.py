@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from cepo.backends import Message
 from cepo.cli.evaluate import eval_group
+from cepo.methods.effort import EFFORTS
 from cepo.methods.events import MethodResult, StageUsage
 from cepo.methods.settings import ConfigError
 
@@ -114,6 +115,20 @@ def test_skipped_bad_lines_are_named_on_stderr(tmp_path: Path, solved: list[str]
     assert solved == ["plain"]
 
 
+def test_efforts_run_the_method_and_settings_of_each_level(tmp_path: Path, solved: list[str]) -> None:
+    out = tmp_path / "out"
+    args = ["--dataset", "letters", "--limit", "2", "--efforts", "none,low,high", "--out", str(out)]
+    result = CliRunner().invoke(eval_group, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    ran = {(row["method"], json.dumps(row["settings"], sort_keys=True)) for row in rows}
+    wanted = {
+        (EFFORTS[n].method, json.dumps(EFFORTS[n].options, sort_keys=True)) for n in ("none", "low", "high")
+    }
+    assert ran == wanted
+    assert len(rows) == 2 * len(wanted)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -121,6 +136,11 @@ def test_skipped_bad_lines_are_named_on_stderr(tmp_path: Path, solved: list[str]
         (["--dataset", "letters", "--methods", "plain,magic", "--out", "o"], "unknown method(s) magic"),
         (["--dataset", "letters"], "--dataset and --out are needed"),
         (["--dataset", "nope", "--out", "o"], "'nope' is not one of"),
+        (["--dataset", "letters", "--efforts", "low,max", "--out", "o"], "unknown effort(s) max"),
+        (
+            ["--dataset", "letters", "--efforts", "low", "--config", __file__, "--out", "o"],
+            "leave out --config",
+        ),
     ],
 )
 def test_usage_errors(args: list[str], message: str, solved: list[str]) -> None:

@@ -72,7 +72,7 @@ def batched_bench(
 ) -> dict[int, float]:
     """Decode tok/s of `llama-batched-bench` for each number of branches of one shared prompt (-pps), each
     generating `tokens`: `n` sequences decode `tokens` steps together, as the engine's branches do."""
-    output = _run(
+    output = run_tool(
         "llama-batched-bench",
         [
             *setup.args(),
@@ -84,15 +84,16 @@ def batched_bench(
     return parse_batched_bench(output)
 
 
-def parse_batched_bench(output: str) -> dict[int, float]:
-    """{branches: decode tok/s} from `llama-batched-bench --output-format jsonl`."""
-    rows = _json_lines(output, "llama-batched-bench", required=("pl", "speed_tg"))
-    return {int(row["pl"]): float(row["speed_tg"]) for row in rows}
+def parse_batched_bench(output: str, figure: str = "speed_tg") -> dict[int, float]:
+    """{branches: tok/s} from `llama-batched-bench --output-format jsonl`: decode's (speed_tg), or the
+    prompt's prefill (speed_pp)."""
+    rows = _json_lines(output, "llama-batched-bench", required=("pl", figure))
+    return {int(row["pl"]): float(row[figure]) for row in rows}
 
 
 def llama_bench_prefill(setup: NativeSetup, sizes: list[int], repeats: int) -> dict[int, float]:
     """Prefill tok/s of `llama-bench -p` at each prompt size (mean of `repeats`; no tokens generated)."""
-    output = _run(
+    output = run_tool(
         "llama-bench",
         [
             *setup.args(),
@@ -108,7 +109,8 @@ def parse_llama_bench(output: str) -> dict[int, float]:
     return {int(row["n_prompt"]): float(row["avg_ts"]) for row in rows if row["n_gen"] == 0}
 
 
-def _run(name: str, args: list[str]) -> str:
+def run_tool(name: str, args: list[str]) -> str:
+    """A peer tool's output (stdout then stderr); a failed run is a CepoError with its last lines."""
     done = subprocess.run([str(peer(name)), *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()[-3:]

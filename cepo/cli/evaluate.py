@@ -18,6 +18,7 @@ from cepo.evals.progress import RichProgress
 from cepo.evals.report import write_report
 from cepo.evals.results import ResultsFile
 from cepo.methods import METHODS, check_all, solve
+from cepo.methods.effort import EFFORT_METHOD, EFFORTS
 from cepo.methods.settings import read_options
 
 
@@ -29,6 +30,11 @@ from cepo.methods.settings import read_options
     help="The dataset's JSONL file (cruxeval-o, cruxeval-i, livecodebench; optional for humaneval).",
 )
 @click.option("--methods", default=",".join(METHODS), show_default=True, help="Comma-separated methods.")
+@click.option(
+    "--efforts",
+    help="Comma-separated reasoning_effort levels to run instead of --methods and --config: each runs the "
+    "method and settings cepo.methods.effort gives it.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Run only the first N problems.")
 @click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True, help="Runs per problem.")
 @click.option(
@@ -59,6 +65,7 @@ def eval_group(ctx: click.Context, backend: BackendChoice, **options: Any) -> No
       cepo eval --dataset humaneval --methods plain,cepo --limit 40 --out runs/humaneval
       cepo eval --dataset cruxeval-o --path cruxeval.jsonl --methods plain,cepo --out runs/crux
       cepo eval --dataset letters --limit 200 --base-url http://127.0.0.1:8000/v1 --out runs/letters
+      cepo eval --dataset humaneval --efforts none,low,medium,high --limit 40 --out runs/effort
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -66,13 +73,13 @@ def eval_group(ctx: click.Context, backend: BackendChoice, **options: Any) -> No
         raise click.UsageError("--dataset and --out are needed (or `cepo eval report DIR`)", ctx=ctx)
     dataset = get_dataset(options["dataset"])
     problems = load_problems(dataset, options["path"], options["on_bad_line"], options["limit"])
-    plan = EvalPlan(
-        dataset=dataset,
-        problems=problems,
-        methods=parse_methods(options["methods"]),
-        settings=load_settings(options["config_files"]),
-        samples=options["samples"],
-    )
+    if options["efforts"] is None:
+        methods, settings = parse_methods(options["methods"]), load_settings(options["config_files"])
+    elif options["config_files"]:
+        raise click.UsageError("--efforts gives the settings itself: leave out --config", ctx=ctx)
+    else:
+        methods, settings = parse_efforts(options["efforts"])
+    plan = EvalPlan(dataset, problems, methods, settings, samples=options["samples"])
     asyncio.run(_run(plan, backend, options))
     click.echo(write_report(options["out"]))
 
@@ -106,6 +113,22 @@ def parse_methods(text: str) -> list[str]:
             f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}"
         )
     return list(dict.fromkeys(methods))
+
+
+def parse_efforts(text: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The methods and settings the reasoning_effort levels in `text` run. The plan runs each method with
+    each setting, and a method's results are keyed by its own settings only, so plain runs once."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in EFFORTS]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown effort(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(EFFORTS)}",
+            param_hint="--efforts",
+        )
+    efforts = [EFFORTS[name] for name in dict.fromkeys(names)]
+    methods = list(dict.fromkeys(effort.method for effort in efforts))
+    settings = [effort.options for effort in efforts if effort.method == EFFORT_METHOD]
+    return methods, [dict(s) for s in dict.fromkeys(tuple(s.items()) for s in settings)] or [{}]
 
 
 def load_settings(files: tuple[Path, ...]) -> list[dict[str, Any]]:
