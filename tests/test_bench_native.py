@@ -4,6 +4,7 @@ real tools where `make bench-tools` has built them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,21 @@ def test_the_real_tools_run_at_a_tiny_workload() -> None:
 
     assert set(native.batched_bench(setup, prompt_tokens=32, tokens=4, branches=[1, 2])) == {1, 2}
     assert set(native.llama_bench_prefill(setup, [64], repeats=1)) == {64}
+
+
+@pytest.mark.model
+def test_bench_engine_runs_side_by_side_with_the_tools(tmp_path: Path) -> None:
+    try:
+        peer("llama-batched-bench")
+        peer("llama-bench")
+    except ToolMissing as missing:
+        pytest.skip(f"{missing} ({missing.hint}; the test suite never builds them)")
+    out = tmp_path / "engine.json"
+    args = ["bench", "engine", "--tokens", "4", "--repeats", "2", "--prefill", "64", "--json", str(out)]
+    outcome = CliRunner().invoke(main, args)
+
+    assert outcome.exit_code == 0, outcome.output
+    figures_json = json.loads(out.read_text())
+    assert {f"native_ratio_n{n}" for n in BRANCHES} <= set(figures_json)
+    assert all(figures_json[f"native_ratio_n{n}"] > 0 for n in BRANCHES)
+    assert list(figures_json["prefill_native_ratio"]) == ["64"]

@@ -1,7 +1,8 @@
 """`cepo bench engine`: the embedded engine's speed, beside llama.cpp's own tools and llama-cpp-python's
 high-level `Llama`.
 
-Every figure comes from one run on one model file and thread count, so ratios compare like with like:
+Every figure comes from one run on one model file and thread count, ours and the tools' taken in alternating
+rounds (medians over `repeats`), so ratios compare like with like:
 - aggregate decode tok/s for N branches of one prompt (they decode together in one batch), beside
   `llama-batched-bench` at the same prompt length, branch counts and new tokens (`native_ratio_n{N}`);
 - prefill tok/s of long prompts, beside `llama-bench -p` at the same sizes;
@@ -87,21 +88,28 @@ def run_engine_bench(
     engine = LlamaEngine(EngineConfig(model_path=model))
     try:
         result = EngineBench(model=engine.model, threads=engine.threads, decode_tokens=tokens)
-        asyncio.run(_bench_ours(engine, result, repeats, prefill_sizes))
-        setup = NativeSetup.of(engine)
+        asyncio.run(_bench_side_by_side(engine, NativeSetup.of(engine), result, repeats, prefill_sizes))
     finally:
         engine.close()
     _bench_high_level(engine.model_path, engine.threads, result, repeats)
-    _bench_native(setup, result, repeats)
     return result
 
 
-async def _bench_ours(
-    engine: LlamaEngine, result: EngineBench, repeats: int, prefill_sizes: tuple[int, ...]
+async def _bench_side_by_side(
+    engine: LlamaEngine, setup: NativeSetup, result: EngineBench, repeats: int, prefill_sizes: tuple[int, ...]
 ) -> None:
+    """Ours and the tools' figures in alternating rounds, one run of each per round, so that a drift of the
+    machine's speed (another tenant, the clock) reaches both columns alike; the medians are reported. The
+    tools run while the engine is idle: its thread waits and takes no CPU."""
     fixed = Sampling(temperature=0, max_tokens=result.decode_tokens, ignore_eos=True)
     await engine.generate(PROMPT, 1, Sampling(max_tokens=4))  # warm up: first-call allocations
     decode, prefill = [], []
+    rates: dict[int, list[float]] = {n: [] for n in BRANCHES}
+    first: dict[int, list[float]] = {n: [] for n in BRANCHES}
+    native: dict[int, list[float]] = {n: [] for n in BRANCHES}
+    long_ours: dict[int, list[float]] = {}
+    long_native: dict[int, list[float]] = {}
+    prompts = {size: long_prompt(engine, size) for size in prefill_sizes}
     for _ in range(repeats):
         engine.clear_cache()
         completion = await engine.generate(PROMPT, 1, fixed)
@@ -109,15 +117,27 @@ async def _bench_ours(
         decode.append((branch.tokens - 1) / branch.timings.decode_s)  # the first token came with the prefill
         prefill.append(completion.prompt_tokens / branch.timings.prefill_s)
         result.prompt_tokens = completion.prompt_tokens
+        for n in BRANCHES:
+            rate, first_s = await aggregate(engine, n, result.decode_tokens, repeats=1)
+            rates[n].append(rate)
+            first[n].append(first_s)
+        for n, rate in batched_bench(
+            setup, result.prompt_tokens, result.decode_tokens, list(BRANCHES)
+        ).items():
+            native[n].append(rate)
+        for prompt in prompts.values():
+            prompt_tokens, rate = await prefill_rate(engine, prompt, repeats=1)
+            long_ours.setdefault(prompt_tokens, []).append(rate)
+        if long_ours:
+            for size, rate in llama_bench_prefill(setup, list(long_ours), repeats=1).items():
+                long_native.setdefault(size, []).append(rate)
     result.ours_decode_tok_s = statistics.median(decode)
     result.ours_prefill_tok_s = statistics.median(prefill)
-    for n in BRANCHES:
-        result.aggregate_tok_s[n], result.first_tokens_s[n] = await aggregate(
-            engine, n, result.decode_tokens, repeats
-        )
-    for size in prefill_sizes:
-        prompt_tokens, tok_s = await prefill_rate(engine, long_prompt(engine, size), repeats)
-        result.long_prefill_tok_s[prompt_tokens] = tok_s
+    result.aggregate_tok_s = {n: statistics.median(v) for n, v in rates.items()}
+    result.first_tokens_s = {n: statistics.median(v) for n, v in first.items()}
+    result.native_tok_s = {n: statistics.median(v) for n, v in native.items()}
+    result.long_prefill_tok_s = {size: statistics.median(v) for size, v in long_ours.items()}
+    result.native_prefill_tok_s = {size: statistics.median(v) for size, v in long_native.items()}
 
 
 async def aggregate(engine: LlamaEngine, n: int, tokens: int, repeats: int) -> tuple[float, float]:
@@ -162,17 +182,6 @@ def long_prompt(engine: LlamaEngine, size: int) -> str:
         else:
             high = middle - 1
     return " ".join(words[:low])
-
-
-def _bench_native(setup: NativeSetup, result: EngineBench, repeats: int) -> None:
-    """llama.cpp's tools on the engine's model file and threads, at the workloads measured above."""
-    runs = [
-        batched_bench(setup, result.prompt_tokens, result.decode_tokens, list(BRANCHES))
-        for _ in range(repeats)
-    ]
-    result.native_tok_s = {n: statistics.median(run[n] for run in runs) for n in BRANCHES}
-    if result.long_prefill_tok_s:
-        result.native_prefill_tok_s = llama_bench_prefill(setup, list(result.long_prefill_tok_s), repeats)
 
 
 def _bench_high_level(model_path: Path, threads: int, result: EngineBench, repeats: int) -> None:
