@@ -1,9 +1,9 @@
 """Measure the engine's context settings on this CPU with llama.cpp's `llama-batched-bench`: the Q8_0 copy
 of Q4_1 weights, flash attention, the KV cache type, n_ubatch and the thread count, each changed alone from
-the engine's defaults, at 1, 4, 8 and 16 branches and two context lengths. Prints a markdown table (decode and prefill tok/s) to paste into
-docs/results.md beside the CPU's name.
+the engine's defaults, at 1, 4, 8 and 16 branches and two context lengths. Prints a markdown table (decode
+and prefill tok/s) to paste into docs/results.md beside the CPU's name.
 
-    make bench-tools && .venv/bin/python scripts/engine-defaults.py [--repeats 2]   # about 20 minutes
+    make bench-tools && .venv/bin/python scripts/engine-defaults.py [--repeats 2]   # an hour on 2 cores
 
 Two workloads, the two the engine sees: one request's branches sharing one prompt (`-pps`, the prompt is
 prefilled once), and as many requests as branches, each with a prompt of its own (the unified cache then

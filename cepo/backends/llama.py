@@ -65,8 +65,10 @@ class EngineConfig(BaseModel):
         True, description="on a CPU, load Q4_1 weights as a cached Q8_0 copy, for the faster batched kernels"
     )
     # Flash attention skips the cells a token may not see, which the unified cache is full of when several
-    # requests run: 6 requests x 6 branches decoded at 94 tok/s with it, 69 without. Without it, 8 branches
-    # of one prompt are faster (142 against 125 tok/s at 880 tokens of context), but that is the rarer load.
+    # requests run: 6 requests x 6 branches decoded at 94 tok/s with it, 69 without (AVX-512 Xeon); 16
+    # requests of 480-token prompts at 133 against 59 (AVX-512 EPYC). Without it, the branches of one prompt
+    # are faster (16 at 274 against 182 tok/s on the EPYC), but that is the rarer load. docs/results.md
+    # has the EPYC's figures for every setting here (scripts/engine-defaults.py).
     flash_attn: bool = True
     keep_finished: bool = Field(True, description="keep finished branches' cells for prefix reuse")
     # Attention scans every used cell of the unified cache, masked or not: 13k cached cells cut 8 branches'
