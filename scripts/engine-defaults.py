@@ -13,51 +13,21 @@ holds every request's cells, which attention must skip). Run it on a machine wit
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cepo.backends.llama import EngineConfig
 from cepo.backends.model_files import default_model_path
 from cepo.backends.weights import cpu_weights
-from cepo.bench.native import parse_batched_bench, run_tool
+from cepo.bench.native import NativeSetup, batched_bench_output, parse_batched_bench
 
 BRANCHES = [1, 4, 8, 16]
 NEW_TOKENS = 64
 # Prompt tokens: with the new tokens, about 600 and 2,000 cells of context per branch.
 PROMPTS = (480, 1870)
-
-
-@dataclass(frozen=True)
-class Knobs:
-    flash_attn: bool = EngineConfig().flash_attn
-    kv_type: str = "f16"
-    n_ubatch: int = EngineConfig().n_ubatch
-    threads: int = 2
-    reencoded: bool = EngineConfig().reencode_q4_1  # the default model's Q8_0 copy, or its Q4_1 file
-
-    def args(self) -> list[str]:
-        model = default_model_path()
-        return [
-            *("-m", str(cpu_weights(model) if self.reencoded else model)),
-            *("-fa", "on" if self.flash_attn else "off", "-ctk", self.kv_type, "-ctv", self.kv_type),
-            *("-ub", str(self.n_ubatch), "-b", str(max(self.n_ubatch, 2048)), "-t", str(self.threads)),
-        ]
-
-    def differs(self) -> str:
-        """What this setting changes from the defaults, in a few words."""
-        base = Knobs()
-        changed = [
-            f"flash attention {'on' if self.flash_attn else 'off'}"
-            if self.flash_attn != base.flash_attn
-            else "",
-            f"KV {self.kv_type}" if self.kv_type != base.kv_type else "",
-            f"n_ubatch {self.n_ubatch}" if self.n_ubatch != base.n_ubatch else "",
-            f"{self.threads} threads" if self.threads != base.threads else "",
-            "Q4_1 as it is" if self.reencoded != base.reencoded else "",
-        ]
-        return ", ".join(c for c in changed if c) or "defaults"
 
 
 @dataclass(frozen=True)
@@ -68,26 +38,66 @@ class Workload:
     def describe(self) -> str:
         return f"{'one prompt' if self.shared else 'N prompts'} of {self.prompt}"
 
+    def cells(self) -> int:
+        prompts = 1 if self.shared else max(BRANCHES)
+        return self.prompt * prompts + NEW_TOKENS * max(BRANCHES) + 64
+
 
 WORKLOADS = [Workload(prompt, shared) for shared in (True, False) for prompt in PROMPTS]
 
 
-def measure(knobs: Knobs, work: Workload, repeats: int) -> tuple[dict[int, float], float]:
+def defaults() -> NativeSetup:
+    """The engine's own settings (EngineConfig's defaults, a thread per core, its Q8_0 copy)."""
+    config = EngineConfig()
+    model = default_model_path()
+    return NativeSetup(
+        cpu_weights(model) if config.reencode_q4_1 else model,
+        os.cpu_count() or 1,
+        config.n_ctx,
+        config.n_batch,
+        config.n_ubatch,
+        config.flash_attn,
+    )
+
+
+def settings(threads: list[int]) -> list[tuple[str, NativeSetup, list[Workload]]]:
+    """Each setting, on the workloads it can change: n_ubatch only splits prompts, so a long one shows it."""
+    base = defaults()
+    model = default_model_path()
+    other_weights = model if base.model != model else cpu_weights(model)
+    return [
+        ("defaults", base, WORKLOADS),
+        (f"{other_weights.name} instead", replace(base, model=other_weights), WORKLOADS),
+        (
+            f"flash attention {'off' if base.flash_attn else 'on'}",
+            replace(base, flash_attn=not base.flash_attn),
+            WORKLOADS,
+        ),
+        ("KV q8_0", replace(base, kv_type="q8_0"), WORKLOADS),
+        *(
+            (f"n_ubatch {size}", replace(base, n_ubatch=size), [Workload(PROMPTS[-1], True)])
+            for size in (base.n_ubatch // 2, base.n_ubatch * 2)
+        ),
+        *(
+            (
+                f"{t} thread{'s' if t > 1 else ''}",
+                replace(base, threads=t),
+                [w for w in WORKLOADS if w.prompt == PROMPTS[0]],
+            )
+            for t in threads
+        ),
+    ]
+
+
+def measure(setup: NativeSetup, work: Workload, repeats: int) -> tuple[dict[int, float], float]:
     """Median decode tok/s by branches, and the median prefill tok/s of the one-branch run."""
-    decode: dict[int, list[float]] = {n: [] for n in BRANCHES}
+    decode: dict[int, list[float]] = {}
     prefill: list[float] = []
-    prompts = 1 if work.shared else max(BRANCHES)
-    cells = work.prompt * prompts + NEW_TOKENS * max(BRANCHES) + 64
     for _ in range(repeats):
-        args = [
-            *(*knobs.args(), "-c", str(cells), "-kvu"),
-            *(["-pps"] if work.shared else []),
-            *("-npp", str(work.prompt), "-ntg", str(NEW_TOKENS), "-npl", ",".join(map(str, BRANCHES))),
-            *("--output-format", "jsonl"),
-        ]
-        output = run_tool("llama-batched-bench", args)
+        sized = replace(setup, n_ctx=work.cells())
+        output = batched_bench_output(sized, work.prompt, NEW_TOKENS, BRANCHES, shared=work.shared)
         for n, tok_s in parse_batched_bench(output).items():
-            decode[n].append(tok_s)
+            decode.setdefault(n, []).append(tok_s)
         prefill.append(parse_batched_bench(output, "speed_pp")[1])
     return {n: statistics.median(v) for n, v in decode.items()}, statistics.median(prefill)
 
@@ -102,31 +112,16 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 3, 4], help="thread counts beside 2")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 4], help="thread counts to try")
     args = parser.parse_args()
-    base = Knobs()
-    # Each setting on the workloads it can change: n_ubatch only splits prompts, so only a long one shows it.
-    settings = [
-        *(
-            (knobs, WORKLOADS)
-            for knobs in (
-                base,
-                Knobs(reencoded=not base.reencoded),
-                Knobs(flash_attn=not base.flash_attn),
-                Knobs(kv_type="q8_0"),
-            )
-        ),
-        *((Knobs(n_ubatch=size), [Workload(PROMPTS[-1], True)]) for size in (256, 1024)),
-        *((Knobs(threads=t), [w for w in WORKLOADS if w.prompt == PROMPTS[0]]) for t in args.threads),
-    ]
     print(f"CPU: {cpu_name()}; {default_model_path().name}; {NEW_TOKENS} new tokens per branch\n")
-    print("| setting | workload | " + " | ".join(f"decode N={n}" for n in BRANCHES) + " | prefill |")
+    print("| setting | workload | " + " | ".join(f"decode N={n}" for n in BRANCHES) + " | prefill N=1 |")
     print("|---|---|" + "---:|" * (len(BRANCHES) + 1))
-    for knobs, workloads in settings:
+    for label, setup, workloads in settings(args.threads):
         for work in workloads:
-            decode, prefill = measure(knobs, work, args.repeats)
-            cells = " | ".join(f"{decode[n]:.1f}" for n in BRANCHES)
-            print(f"| {knobs.differs()} | {work.describe()} | {cells} | {prefill:.0f} |", flush=True)
+            decode, prefill = measure(setup, work, args.repeats)
+            cells = " | ".join(f"{decode[n]:.1f}" if n in decode else "-" for n in BRANCHES)
+            print(f"| {label} | {work.describe()} | {cells} | {prefill:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,20 @@ real tools where `make bench-tools` has built them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from cepo.backends import Sampling
+from cepo.backends.base import Branch, Completion, Timings
 from cepo.backends.model_files import check_model_file
 from cepo.backends.weights import cpu_weights
+from cepo.bench import engine as engine_bench
 from cepo.bench import native
 from cepo.bench.engine import BRANCHES, EngineBench
 from cepo.bench.native import NativeSetup, ToolMissing, parse_batched_bench, parse_llama_bench, peer
@@ -138,4 +144,70 @@ def test_bench_engine_runs_side_by_side_with_the_tools(tmp_path: Path) -> None:
     figures_json = json.loads(out.read_text())
     assert {f"native_ratio_n{n}" for n in BRANCHES} <= set(figures_json)
     assert all(figures_json[f"native_ratio_n{n}"] > 0 for n in BRANCHES)
-    assert list(figures_json["prefill_native_ratio"]) == ["64"]
+    [size] = figures_json["prefill_native_ratio"]  # the long prompt: the most whole words within 64 tokens
+    assert 0 < int(size) <= 64
+
+
+class FakeEngine:
+    """Just what the side-by-side rounds call; every run is logged, and takes one second per token."""
+
+    max_branch_len = 8192
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def clear_cache(self) -> None:
+        pass
+
+    def tokenize_prompt(self, prompt: str) -> list[int]:
+        return [0] * len(prompt.split())
+
+    async def generate(self, prompt: str, n: int, sampling: Sampling) -> Completion:
+        self.log.append("ours")
+        timings = Timings(prefill_s=1.0, first_token_s=1.0, decode_s=float(sampling.max_tokens))
+        branches = [Branch(i, "x", sampling.max_tokens + 1, "length", timings) for i in range(n)]
+        return Completion(branches, prompt_tokens=len(prompt.split()))
+
+
+def side_by_side(
+    monkeypatch: pytest.MonkeyPatch, repeats: int, tool_branches: tuple[int, ...] = BRANCHES
+) -> tuple[EngineBench, list[str]]:
+    log: list[str] = []
+
+    def tool(name: str) -> Callable[..., dict[int, float]]:
+        def run(setup: NativeSetup, *args: Any, **_: Any) -> dict[int, float]:
+            log.append(name)
+            sizes = args[0] if name == "llama-bench" else tool_branches
+            return {size: 10.0 for size in sizes}
+
+        return run
+
+    monkeypatch.setattr(engine_bench, "batched_bench", tool("llama-batched-bench"))
+    monkeypatch.setattr(engine_bench, "llama_bench_prefill", tool("llama-bench"))
+    result = EngineBench(model="m", threads=2, decode_tokens=4)
+    setup = NativeSetup(Path("m.gguf"), 2, 4096, 512, 256, True)
+    asyncio.run(engine_bench._bench_side_by_side(FakeEngine(log), setup, result, repeats, (64,)))  # type: ignore[arg-type]
+    return result, log
+
+
+def test_the_side_that_goes_first_swaps_every_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    result, log = side_by_side(monkeypatch, repeats=2)
+    rounds = [name for i, name in enumerate(log) if i == 0 or name != log[i - 1]]
+
+    # warm-up, round 1 ours then the tools, round 2 the tools then ours
+    assert rounds == [
+        "ours",
+        "llama-batched-bench",
+        "llama-bench",
+        "llama-batched-bench",
+        "llama-bench",
+        "ours",
+    ]
+    assert result.aggregate_tok_s == {n: n * 4 / 4.0 for n in BRANCHES}  # n branches x 4 tokens in 4 s
+    assert result.native_tok_s == {n: 10.0 for n in BRANCHES}
+    assert set(result.long_prefill_tok_s) == set(result.native_prefill_tok_s)
+
+
+def test_a_branch_count_the_tool_skipped_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(CepoError, match=r"no figure for \[16\]"):
+        side_by_side(monkeypatch, repeats=1, tool_branches=(1, 2, 4, 8))

@@ -139,8 +139,13 @@ def test_efforts_run_the_method_and_settings_of_each_level(tmp_path: Path, solve
         (["--dataset", "letters", "--efforts", "low,max", "--out", "o"], "unknown effort(s) max"),
         (
             ["--dataset", "letters", "--efforts", "low", "--config", __file__, "--out", "o"],
-            "leave out --config",
+            "leave out --methods and --config",
         ),
+        (
+            ["--dataset", "letters", "--efforts", "low", "--methods", "plain", "--out", "o"],
+            "leave out --methods",
+        ),
+        (["--dataset", "letters", "--efforts", ",", "--out", "o"], "no effort given"),
     ],
 )
 def test_usage_errors(args: list[str], message: str, solved: list[str]) -> None:

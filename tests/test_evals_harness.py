@@ -176,6 +176,20 @@ async def test_settings_sweep_and_seeded_samples(tmp_path: Path, problems: list)
     assert len({r.key for r in records}) == 12
 
 
+async def test_a_sweep_runs_problem_by_problem_so_a_stopped_run_compares_alike(
+    tmp_path: Path, problems: list
+) -> None:
+    solve = ScriptedSolve(problems)
+    sweep = plan(problems[:3], settings=[{"bestofn_n": 1}, {"bestofn_n": 5}])
+    await run_eval(sweep, backend=FakeBackend(), solve=solve, results=ResultsFile(tmp_path), concurrency=1)
+
+    order = [(problem, method, getattr(config, "bestofn_n", None)) for method, problem, config in solve.calls]
+    ids = [p.id for p in problems[:3]]
+    per_problem = ["plain", "cepo", "cepo"]  # plain's setting is the same in both: it runs once
+    assert [(p, m) for p, m, _ in order] == [(p, m) for p in ids for m in per_problem]
+    assert [n for p, m, n in order if m == "cepo"] == [1, 5] * 3
+
+
 async def test_progress_hears_of_each_group_with_work_already_done(tmp_path: Path, problems: list) -> None:
     class Recorder:
         def __init__(self) -> None:

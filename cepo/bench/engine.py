@@ -1,8 +1,9 @@
 """`cepo bench engine`: the embedded engine's speed, beside llama.cpp's own tools and llama-cpp-python's
 high-level `Llama`.
 
-Every figure comes from one run on one model file and thread count, ours and the tools' taken in alternating
-rounds (medians over `repeats`), so ratios compare like with like:
+Every figure comes from one run on one model file and thread count, so ratios compare like with like. Ours
+and llama.cpp's tools' are taken in rounds that swap which goes first (medians over `repeats`); the
+high-level `Llama`'s, after them:
 - aggregate decode tok/s for N branches of one prompt (they decode together in one batch), beside
   `llama-batched-bench` at the same prompt length, branch counts and new tokens (`native_ratio_n{N}`);
 - prefill tok/s of long prompts, beside `llama-bench -p` at the same sizes;
@@ -22,6 +23,7 @@ from pathlib import Path
 from cepo.backends import Sampling
 from cepo.backends.llama import EngineConfig, LlamaEngine
 from cepo.bench.native import NativeSetup, batched_bench, llama_bench_prefill, peer
+from cepo.errors import CepoError
 
 BRANCHES = (1, 2, 4, 8, 16)
 PREFILL_SIZES = (512, 2048, 8192)  # 8192: SmolLM2's whole context
@@ -98,74 +100,87 @@ def run_engine_bench(
 async def _bench_side_by_side(
     engine: LlamaEngine, setup: NativeSetup, result: EngineBench, repeats: int, prefill_sizes: tuple[int, ...]
 ) -> None:
-    """Ours and the tools' figures in alternating rounds, one run of each per round, so that a drift of the
-    machine's speed (another tenant, the clock) reaches both columns alike; the medians are reported. The
-    tools run while the engine is idle: its thread waits and takes no CPU."""
+    """Ours and the tools' figures in rounds, one run of each per round, the side that goes first swapped
+    every round, so that a drift of the machine's speed (another tenant, the clock) or an advantage of going
+    first reaches both columns alike; the medians are reported. The tools run while the engine is idle:
+    its thread waits and takes no CPU."""
     fixed = Sampling(temperature=0, max_tokens=result.decode_tokens, ignore_eos=True)
     await engine.generate(PROMPT, 1, Sampling(max_tokens=4))  # warm up: first-call allocations
-    decode, prefill = [], []
-    rates: dict[int, list[float]] = {n: [] for n in BRANCHES}
-    first: dict[int, list[float]] = {n: [] for n in BRANCHES}
-    native: dict[int, list[float]] = {n: [] for n in BRANCHES}
-    long_ours: dict[int, list[float]] = {}
-    long_native: dict[int, list[float]] = {}
-    prompts = {size: long_prompt(engine, size) for size in prefill_sizes}
-    for _ in range(repeats):
+    single: dict[str, list[float]] = {"decode": [], "prefill": []}  # one stream on PROMPT
+    # By branches ("rate", "first") or by long prompt's tokens ("long").
+    ours: dict[str, dict[int, list[float]]] = {"rate": {}, "first": {}, "long": {}}
+    tools: dict[str, dict[int, list[float]]] = {"rate": {}, "long": {}}
+    prompts = [long_prompt(engine, size) for size in prefill_sizes]
+    sizes = [len(engine.tokenize_prompt(prompt)) for prompt in prompts]  # the tools' prompts: as long as ours
+    result.prompt_tokens = len(engine.tokenize_prompt(PROMPT))
+
+    async def our_round() -> None:
         engine.clear_cache()
         completion = await engine.generate(PROMPT, 1, fixed)
         branch = completion.branches[0]
-        decode.append((branch.tokens - 1) / branch.timings.decode_s)  # the first token came with the prefill
-        prefill.append(completion.prompt_tokens / branch.timings.prefill_s)
-        result.prompt_tokens = completion.prompt_tokens
+        # The first token came with the prefill.
+        single["decode"].append((branch.tokens - 1) / branch.timings.decode_s)
+        single["prefill"].append(completion.prompt_tokens / branch.timings.prefill_s)
         for n in BRANCHES:
-            rate, first_s = await aggregate(engine, n, result.decode_tokens, repeats=1)
-            rates[n].append(rate)
-            first[n].append(first_s)
-        for n, rate in batched_bench(
-            setup, result.prompt_tokens, result.decode_tokens, list(BRANCHES)
-        ).items():
-            native[n].append(rate)
-        for prompt in prompts.values():
-            prompt_tokens, rate = await prefill_rate(engine, prompt, repeats=1)
-            long_ours.setdefault(prompt_tokens, []).append(rate)
-        if long_ours:
-            for size, rate in llama_bench_prefill(setup, list(long_ours), repeats=1).items():
-                long_native.setdefault(size, []).append(rate)
-    result.ours_decode_tok_s = statistics.median(decode)
-    result.ours_prefill_tok_s = statistics.median(prefill)
-    result.aggregate_tok_s = {n: statistics.median(v) for n, v in rates.items()}
-    result.first_tokens_s = {n: statistics.median(v) for n, v in first.items()}
-    result.native_tok_s = {n: statistics.median(v) for n, v in native.items()}
-    result.long_prefill_tok_s = {size: statistics.median(v) for size, v in long_ours.items()}
-    result.native_prefill_tok_s = {size: statistics.median(v) for size, v in long_native.items()}
+            rate, first_s = await aggregate(engine, n, result.decode_tokens)
+            ours["rate"].setdefault(n, []).append(rate)
+            ours["first"].setdefault(n, []).append(first_s)
+        for prompt in prompts:
+            prompt_tokens, rate = await prefill_rate(engine, prompt)
+            ours["long"].setdefault(prompt_tokens, []).append(rate)
 
+    def tools_round() -> None:
+        native = batched_bench(setup, result.prompt_tokens, result.decode_tokens, list(BRANCHES))
+        for n, rate in native.items():
+            tools["rate"].setdefault(n, []).append(rate)
+        if sizes:
+            for size, rate in llama_bench_prefill(setup, sizes, repeats=1).items():
+                tools["long"].setdefault(size, []).append(rate)
 
-async def aggregate(engine: LlamaEngine, n: int, tokens: int, repeats: int) -> tuple[float, float]:
-    """Decode tok/s of `n` branches of one prompt decoding together, and the seconds until all have a
-    first token (medians over `repeats` cold runs)."""
-    sampled = Sampling(temperature=0.8, max_tokens=tokens, ignore_eos=True, seed=0)
-    rates, first = [], []
-    for _ in range(repeats):
-        engine.clear_cache()
-        completion = await engine.generate(PROMPT, n, sampled)
-        # All branches fork from one prefill, so the decode phase starts together for them.
-        span = max(b.timings.first_token_s + b.timings.decode_s for b in completion.branches) - min(
-            b.timings.first_token_s for b in completion.branches
+    for round_ in range(repeats):
+        if round_ % 2:
+            tools_round()
+            await our_round()
+        else:
+            await our_round()
+            tools_round()
+    missing = set(BRANCHES) - set(tools["rate"]) or set(ours["long"]) - set(tools["long"])
+    if missing:
+        raise CepoError(
+            f"llama.cpp's tools reported no figure for {sorted(missing)} (branches, or prompt tokens)",
+            hint="fewer --tokens or smaller --prefill sizes fit the context",
         )
-        rates.append(sum(b.tokens - 1 for b in completion.branches) / span)
-        first.append(max(b.timings.first_token_s for b in completion.branches))
-    return statistics.median(rates), statistics.median(first)
+    result.ours_decode_tok_s = statistics.median(single["decode"])
+    result.ours_prefill_tok_s = statistics.median(single["prefill"])
+    result.aggregate_tok_s, result.first_tokens_s, result.long_prefill_tok_s = (
+        _medians(ours[key]) for key in ("rate", "first", "long")
+    )
+    result.native_tok_s, result.native_prefill_tok_s = (_medians(tools[key]) for key in ("rate", "long"))
 
 
-async def prefill_rate(engine: LlamaEngine, prompt: str, repeats: int) -> tuple[int, float]:
-    """The prompt's tokens, and the engine's prefill tok/s on it from an empty cache (median of `repeats`)."""
-    rates, tokens = [], 0
-    for _ in range(repeats):
-        engine.clear_cache()
-        completion = await engine.generate(prompt, 1, Sampling(temperature=0, max_tokens=1))
-        tokens = completion.prompt_tokens
-        rates.append(tokens / completion.branches[0].timings.prefill_s)
-    return tokens, statistics.median(rates)
+def _medians(runs: dict[int, list[float]]) -> dict[int, float]:
+    return {key: statistics.median(values) for key, values in runs.items()}
+
+
+async def aggregate(engine: LlamaEngine, n: int, tokens: int) -> tuple[float, float]:
+    """Decode tok/s of `n` branches of one prompt decoding together, and the seconds until all have a
+    first token, from one run on a cold cache."""
+    sampled = Sampling(temperature=0.8, max_tokens=tokens, ignore_eos=True, seed=0)
+    engine.clear_cache()
+    completion = await engine.generate(PROMPT, n, sampled)
+    # All branches fork from one prefill, so the decode phase starts together for them.
+    span = max(b.timings.first_token_s + b.timings.decode_s for b in completion.branches) - min(
+        b.timings.first_token_s for b in completion.branches
+    )
+    rate = sum(b.tokens - 1 for b in completion.branches) / span
+    return rate, max(b.timings.first_token_s for b in completion.branches)
+
+
+async def prefill_rate(engine: LlamaEngine, prompt: str) -> tuple[int, float]:
+    """The prompt's tokens, and the engine's prefill tok/s on it from an empty cache (one run)."""
+    engine.clear_cache()
+    completion = await engine.generate(prompt, 1, Sampling(temperature=0, max_tokens=1))
+    return completion.prompt_tokens, completion.prompt_tokens / completion.branches[0].timings.prefill_s
 
 
 def long_prompt(engine: LlamaEngine, size: int) -> str:

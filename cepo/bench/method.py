@@ -221,7 +221,7 @@ async def bench_methods(
     if isinstance(backend, LlamaEngine) and "cepo" in methods:
         progress.update(task, description="the engine's aggregate tok/s")
         for n in BRANCHES:
-            figures.engine_tok_s[n], _ = await aggregate(backend, n, CURVE_TOKENS, repeats=1)
+            figures.engine_tok_s[n], _ = await aggregate(backend, n, CURVE_TOKENS)
     return figures
 
 

@@ -46,6 +46,7 @@ class NativeSetup:
     n_batch: int
     n_ubatch: int
     flash_attn: bool
+    kv_type: str = "f16"  # the engine's cache type; scripts/engine-defaults.py tries others
 
     @classmethod
     def of(cls, engine: LlamaEngine) -> NativeSetup:
@@ -64,6 +65,7 @@ class NativeSetup:
         return [
             *("-m", str(self.model), "-t", str(self.threads)),
             *("-b", str(self.n_batch), "-ub", str(self.n_ubatch), "-fa", "on" if self.flash_attn else "off"),
+            *("-ctk", self.kv_type, "-ctv", self.kv_type),
         ]
 
 
@@ -72,16 +74,23 @@ def batched_bench(
 ) -> dict[int, float]:
     """Decode tok/s of `llama-batched-bench` for each number of branches of one shared prompt (-pps), each
     generating `tokens`: `n` sequences decode `tokens` steps together, as the engine's branches do."""
-    output = run_tool(
+    return parse_batched_bench(batched_bench_output(setup, prompt_tokens, tokens, branches))
+
+
+def batched_bench_output(
+    setup: NativeSetup, prompt_tokens: int, tokens: int, branches: list[int], shared: bool = True
+) -> str:
+    """`llama-batched-bench`'s JSON lines, for branches of one prompt (`shared`, -pps: prefilled once), or
+    for as many sequences as branches, each with a prompt of its own."""
+    return run_tool(
         "llama-batched-bench",
         [
             *setup.args(),
-            *("-c", str(setup.n_ctx), "-kvu", "-pps"),
+            *("-c", str(setup.n_ctx), "-kvu", *(["-pps"] if shared else [])),
             *("-npp", str(prompt_tokens), "-ntg", str(tokens), "-npl", ",".join(map(str, branches))),
             *("--output-format", "jsonl"),
         ],
     )
-    return parse_batched_bench(output)
 
 
 def parse_batched_bench(output: str, figure: str = "speed_tg") -> dict[int, float]:

@@ -31,7 +31,13 @@ def bench() -> None:
 @bench.command("engine")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="a GGUF file (default: SmolLM2)")
 @click.option("--tokens", default=128, show_default=True, help="tokens decoded per branch")
-@click.option("--repeats", default=3, show_default=True, help="runs per figure; the median is reported")
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="runs per figure; the median is reported",
+)
 @click.option(
     "--prefill",
     "prefill_sizes",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from cepo.backends.llama import LlamaEngine
 from cepo.cli.options import BackendChoice, backend_options
@@ -71,14 +72,14 @@ def eval_group(ctx: click.Context, backend: BackendChoice, **options: Any) -> No
         return
     if options["dataset"] is None or options["out"] is None:
         raise click.UsageError("--dataset and --out are needed (or `cepo eval report DIR`)", ctx=ctx)
-    dataset = get_dataset(options["dataset"])
-    problems = load_problems(dataset, options["path"], options["on_bad_line"], options["limit"])
     if options["efforts"] is None:
         methods, settings = parse_methods(options["methods"]), load_settings(options["config_files"])
-    elif options["config_files"]:
-        raise click.UsageError("--efforts gives the settings itself: leave out --config", ctx=ctx)
+    elif options["config_files"] or ctx.get_parameter_source("methods") != ParameterSource.DEFAULT:
+        raise click.UsageError("--efforts gives the methods and settings: leave out --methods and --config")
     else:
         methods, settings = parse_efforts(options["efforts"])
+    dataset = get_dataset(options["dataset"])
+    problems = load_problems(dataset, options["path"], options["on_bad_line"], options["limit"])
     plan = EvalPlan(dataset, problems, methods, settings, samples=options["samples"])
     asyncio.run(_run(plan, backend, options))
     click.echo(write_report(options["out"]))
@@ -117,18 +118,19 @@ def parse_methods(text: str) -> list[str]:
 
 def parse_efforts(text: str) -> tuple[list[str], list[dict[str, Any]]]:
     """The methods and settings the reasoning_effort levels in `text` run. The plan runs each method with
-    each setting, and a method's results are keyed by its own settings only, so plain runs once."""
+    each setting, once per distinct setting of its own, so plain runs once and two levels alike run once."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in EFFORTS]
     if unknown or not names:
         raise click.BadParameter(
-            f"unknown effort(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(EFFORTS)}",
+            f"unknown effort(s) {', '.join(unknown)}; choose from {', '.join(EFFORTS)}"
+            if unknown
+            else f"no effort given; choose from {', '.join(EFFORTS)}",
             param_hint="--efforts",
         )
-    efforts = [EFFORTS[name] for name in dict.fromkeys(names)]
+    efforts = [EFFORTS[name] for name in names]
     methods = list(dict.fromkeys(effort.method for effort in efforts))
-    settings = [effort.options for effort in efforts if effort.method == EFFORT_METHOD]
-    return methods, [dict(s) for s in dict.fromkeys(tuple(s.items()) for s in settings)] or [{}]
+    return methods, [dict(e.options) for e in efforts if e.method == EFFORT_METHOD] or [{}]
 
 
 def load_settings(files: tuple[Path, ...]) -> list[dict[str, Any]]:

@@ -141,14 +141,15 @@ class _Harness:
         return settings
 
     def pending(self, progress: Progress | None) -> list[Trial]:
-        """Trials without a record yet, problem by problem, so every method advances together."""
+        """Trials without a record yet, problem by problem, so every method and setting advances together:
+        a run stopped early holds the same problems for each, ready to compare."""
         done = {record.key: record for record in self.results.read()}
         pending: list[Trial] = []
         totals: dict[str, int] = {}
         finished: dict[str, list[Record]] = {}
         for sample in range(self.plan.samples):
-            for settings in self.settings:
-                for problem in self.plan.problems:
+            for problem in self.plan.problems:
+                for settings in self.settings:
                     for setting in settings:
                         trial = Trial(problem, setting, sample)
                         totals[trial.group] = totals.get(trial.group, 0) + 1
