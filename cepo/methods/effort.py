@@ -5,9 +5,9 @@ instead, the others run cepo with some settings over its defaults. A request for
 that method as asked. Settings the request or the command line gives itself (the `cepo` field, a config
 file) override the effort's.
 
-The levels are a first mapping, not a measured one: low is one candidate without repair, high five with
-two repair rounds. They are settings over the defaults, so that measurement (accuracy against tokens and
-seconds at each level) can tune them by changing this table alone.
+Low is one candidate without repair, high five with two repair rounds. `cepo eval --efforts` measures
+them (docs/results.md, "reasoning_effort"): each level cost more tokens than the one below and none was
+beaten by a cheaper one. They are settings over the defaults, so a new measurement retunes this table alone.
 """
 
 from __future__ import annotations
