@@ -13,7 +13,6 @@ holds every request's cells, which attention must skip). Run it on a machine wit
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 from dataclasses import dataclass, replace
@@ -52,7 +51,7 @@ def defaults() -> NativeSetup:
     model = default_model_path()
     return NativeSetup(
         cpu_weights(model) if config.reencode_q4_1 else model,
-        os.cpu_count() or 1,
+        config.threads,
         config.n_ctx,
         config.n_batch,
         config.n_ubatch,

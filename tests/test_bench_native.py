@@ -116,13 +116,18 @@ def test_the_table_has_a_row_per_figure_with_both_peers() -> None:
     assert [list(column.cells)[n8] for column in table.columns[1:4]] == ["90.0", "80.0", "1.12x"]
 
 
-@pytest.mark.model
-def test_the_real_tools_run_at_a_tiny_workload() -> None:
+@pytest.fixture
+def tools_built() -> None:
+    """Skips where llama.cpp's tools are not built: the test suite never builds them."""
     try:
         peer("llama-batched-bench")
         peer("llama-bench")
     except ToolMissing as missing:
         pytest.skip(f"{missing} ({missing.hint}; the test suite never builds them)")
+
+
+@pytest.mark.model
+def test_the_real_tools_run_at_a_tiny_workload(tools_built: None) -> None:
     setup = NativeSetup(cpu_weights(check_model_file(None)), 2, 1024, 512, 256, True)
 
     assert set(native.batched_bench(setup, prompt_tokens=32, tokens=4, branches=[1, 2])) == {1, 2}
@@ -130,12 +135,7 @@ def test_the_real_tools_run_at_a_tiny_workload() -> None:
 
 
 @pytest.mark.model
-def test_bench_engine_runs_side_by_side_with_the_tools(tmp_path: Path) -> None:
-    try:
-        peer("llama-batched-bench")
-        peer("llama-bench")
-    except ToolMissing as missing:
-        pytest.skip(f"{missing} ({missing.hint}; the test suite never builds them)")
+def test_bench_engine_runs_side_by_side_with_the_tools(tools_built: None, tmp_path: Path) -> None:
     out = tmp_path / "engine.json"
     args = ["bench", "engine", "--tokens", "4", "--repeats", "2", "--prefill", "64", "--json", str(out)]
     outcome = CliRunner().invoke(main, args)

@@ -80,6 +80,11 @@ class EngineConfig(BaseModel):
         8192, ge=1, description="cells running requests may reserve together before new ones wait"
     )
 
+    @property
+    def threads(self) -> int:
+        """The threads llama.cpp decodes with: n_threads, or one per core."""
+        return self.n_threads or os.cpu_count() or 1
+
 
 @dataclass
 class EngineLoad:
@@ -182,7 +187,7 @@ class LlamaEngine(Backend):
             raise ModelError(
                 f"llama.cpp could not load {weights}", hint="is the file complete and a supported model?"
             )
-        self.threads = threads = config.n_threads or os.cpu_count() or 1
+        self.threads = threads = config.threads
         params = llama.llama_context_default_params()
         params.n_ctx = config.n_ctx
         params.n_batch = config.n_batch

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from cepo.errors import CepoError
 
 BRANCHES = (1, 2, 4, 8, 16)
 PREFILL_SIZES = (512, 2048, 8192)  # 8192: SmolLM2's whole context
+# A figure's runs, by branches or by prompt tokens.
+Runs = defaultdict[int, list[float]]
 # About 500 tokens, like llama-bench's pp512: long enough that prefill speed, not overhead, is measured.
 PROMPT = " ".join(
     f"Step {i}: the harbour master logs ship {i}, checks its cargo of grain and timber, and notes the tide."
@@ -106,36 +109,37 @@ async def _bench_side_by_side(
     its thread waits and takes no CPU."""
     fixed = Sampling(temperature=0, max_tokens=result.decode_tokens, ignore_eos=True)
     await engine.generate(PROMPT, 1, Sampling(max_tokens=4))  # warm up: first-call allocations
-    single: dict[str, list[float]] = {"decode": [], "prefill": []}  # one stream on PROMPT
-    # By branches ("rate", "first") or by long prompt's tokens ("long").
-    ours: dict[str, dict[int, list[float]]] = {"rate": {}, "first": {}, "long": {}}
-    tools: dict[str, dict[int, list[float]]] = {"rate": {}, "long": {}}
-    prompts = [long_prompt(engine, size) for size in prefill_sizes]
-    sizes = [len(engine.tokenize_prompt(prompt)) for prompt in prompts]  # the tools' prompts: as long as ours
+    decode: list[float] = []  # one stream on PROMPT
+    prefill: list[float] = []
+    rates: Runs = defaultdict(list)  # by branches
+    first: Runs = defaultdict(list)
+    native: Runs = defaultdict(list)
+    long_ours: Runs = defaultdict(list)  # by a long prompt's tokens
+    long_native: Runs = defaultdict(list)
+    long_prompts = (long_prompt(engine, size) for size in prefill_sizes)
+    prompts = {len(engine.tokenize_prompt(prompt)): prompt for prompt in long_prompts}
     result.prompt_tokens = len(engine.tokenize_prompt(PROMPT))
 
     async def our_round() -> None:
         engine.clear_cache()
         completion = await engine.generate(PROMPT, 1, fixed)
         branch = completion.branches[0]
-        # The first token came with the prefill.
-        single["decode"].append((branch.tokens - 1) / branch.timings.decode_s)
-        single["prefill"].append(completion.prompt_tokens / branch.timings.prefill_s)
+        decode.append((branch.tokens - 1) / branch.timings.decode_s)  # the first token came with the prefill
+        prefill.append(completion.prompt_tokens / branch.timings.prefill_s)
         for n in BRANCHES:
             rate, first_s = await aggregate(engine, n, result.decode_tokens)
-            ours["rate"].setdefault(n, []).append(rate)
-            ours["first"].setdefault(n, []).append(first_s)
-        for prompt in prompts:
-            prompt_tokens, rate = await prefill_rate(engine, prompt)
-            ours["long"].setdefault(prompt_tokens, []).append(rate)
+            rates[n].append(rate)
+            first[n].append(first_s)
+        for size, prompt in prompts.items():
+            long_ours[size].append(await prefill_rate(engine, prompt))
 
     def tools_round() -> None:
-        native = batched_bench(setup, result.prompt_tokens, result.decode_tokens, list(BRANCHES))
-        for n, rate in native.items():
-            tools["rate"].setdefault(n, []).append(rate)
-        if sizes:
-            for size, rate in llama_bench_prefill(setup, sizes, repeats=1).items():
-                tools["long"].setdefault(size, []).append(rate)
+        tool = batched_bench(setup, result.prompt_tokens, result.decode_tokens, list(BRANCHES))
+        for n, rate in tool.items():
+            native[n].append(rate)
+        if prompts:
+            for size, rate in llama_bench_prefill(setup, list(prompts), repeats=1).items():
+                long_native[size].append(rate)
 
     for round_ in range(repeats):
         if round_ % 2:
@@ -144,21 +148,19 @@ async def _bench_side_by_side(
         else:
             await our_round()
             tools_round()
-    missing = set(BRANCHES) - set(tools["rate"]) or set(ours["long"]) - set(tools["long"])
+    missing = set(BRANCHES) - set(native) or set(prompts) - set(long_native)
     if missing:
         raise CepoError(
             f"llama.cpp's tools reported no figure for {sorted(missing)} (branches, or prompt tokens)",
             hint="fewer --tokens or smaller --prefill sizes fit the context",
         )
-    result.ours_decode_tok_s = statistics.median(single["decode"])
-    result.ours_prefill_tok_s = statistics.median(single["prefill"])
-    result.aggregate_tok_s, result.first_tokens_s, result.long_prefill_tok_s = (
-        _medians(ours[key]) for key in ("rate", "first", "long")
-    )
-    result.native_tok_s, result.native_prefill_tok_s = (_medians(tools[key]) for key in ("rate", "long"))
+    result.ours_decode_tok_s = statistics.median(decode)
+    result.ours_prefill_tok_s = statistics.median(prefill)
+    result.aggregate_tok_s, result.first_tokens_s, result.native_tok_s = map(_medians, (rates, first, native))
+    result.long_prefill_tok_s, result.native_prefill_tok_s = map(_medians, (long_ours, long_native))
 
 
-def _medians(runs: dict[int, list[float]]) -> dict[int, float]:
+def _medians(runs: Runs) -> dict[int, float]:
     return {key: statistics.median(values) for key, values in runs.items()}
 
 
@@ -176,11 +178,11 @@ async def aggregate(engine: LlamaEngine, n: int, tokens: int) -> tuple[float, fl
     return rate, max(b.timings.first_token_s for b in completion.branches)
 
 
-async def prefill_rate(engine: LlamaEngine, prompt: str) -> tuple[int, float]:
-    """The prompt's tokens, and the engine's prefill tok/s on it from an empty cache (one run)."""
+async def prefill_rate(engine: LlamaEngine, prompt: str) -> float:
+    """The engine's prefill tok/s on `prompt` from an empty cache (one run)."""
     engine.clear_cache()
     completion = await engine.generate(prompt, 1, Sampling(temperature=0, max_tokens=1))
-    return completion.prompt_tokens, completion.prompt_tokens / completion.branches[0].timings.prefill_s
+    return completion.prompt_tokens / completion.branches[0].timings.prefill_s
 
 
 def long_prompt(engine: LlamaEngine, size: int) -> str:

@@ -107,30 +107,25 @@ def load_problems(dataset: Dataset, path: Path | None, on_bad_line: str, limit: 
 
 
 def parse_methods(text: str) -> list[str]:
-    methods = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in METHODS]
-    if unknown or not methods:
-        raise click.BadParameter(
-            f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}"
-        )
-    return list(dict.fromkeys(methods))
+    return list(dict.fromkeys(parse_names(text, list(METHODS), "method")))
 
 
 def parse_efforts(text: str) -> tuple[list[str], list[dict[str, Any]]]:
     """The methods and settings the reasoning_effort levels in `text` run. The plan runs each method with
     each setting, once per distinct setting of its own, so plain runs once and two levels alike run once."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in EFFORTS]
-    if unknown or not names:
-        raise click.BadParameter(
-            f"unknown effort(s) {', '.join(unknown)}; choose from {', '.join(EFFORTS)}"
-            if unknown
-            else f"no effort given; choose from {', '.join(EFFORTS)}",
-            param_hint="--efforts",
-        )
-    efforts = [EFFORTS[name] for name in names]
+    efforts = [EFFORTS[name] for name in parse_names(text, list(EFFORTS), "effort", "--efforts")]
     methods = list(dict.fromkeys(effort.method for effort in efforts))
     return methods, [dict(e.options) for e in efforts if e.method == EFFORT_METHOD] or [{}]
+
+
+def parse_names(text: str, choices: list[str], what: str, option: str | None = None) -> list[str]:
+    """The comma-separated names in `text`, each one of `choices`, at least one."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in choices]
+    if unknown or not names:
+        problem = f"unknown {what}(s) {', '.join(unknown)}" if unknown else f"no {what} given"
+        raise click.BadParameter(f"{problem}; choose from {', '.join(choices)}", param_hint=option)
+    return names
 
 
 def load_settings(files: tuple[Path, ...]) -> list[dict[str, Any]]:
