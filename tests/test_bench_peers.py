@@ -4,6 +4,7 @@ test that runs the real llama-server where `make bench-tools` has built it."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,7 @@ from cepo.bench.peers import (
     plain_params,
 )
 from cepo.cli import main
+from cepo.cli.bench import save_figures
 from cepo.errors import CepoError
 from cepo.evals.base import Dataset, Loaded, Problem, Verdict
 from cepo.methods.cepo_method import CepoSettings
@@ -182,6 +184,22 @@ async def test_the_ways_take_turns_and_the_first_rotates() -> None:
     assert c.outcomes[0].error == "q0: down"
 
 
+async def test_the_figures_so_far_are_handed_on_after_each_question() -> None:
+    dataset = Exact()
+    questions = [(dataset, problem) for problem in dataset.load(None, "stop").problems]
+    names = [SERVER, OPTILLM, EMBEDDED, REMOTE]
+    seen: list[dict[str, int]] = []
+
+    def answered(figures: PeerFigures) -> None:
+        seen.append({name: len(way.outcomes) for name, way in figures.ways.items()})
+        figures.to_json()  # every way has an outcome for each question so far: the figures can be written
+
+    with Progress(disable=True) as progress:
+        await bench_peers([fake_way(name, []) for name in names], questions, "m", 2, progress, answered)
+
+    assert seen == [dict.fromkeys(names, n) for n in (1, 2, 3)]
+
+
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[FakeOpenAIServer]:
     yield from running_server()
@@ -288,3 +306,12 @@ async def test_the_real_llama_server_counts_what_it_generates(tmp_path: Path) ->
             assert await count() - before == 3
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/health")
+
+
+def test_saved_figures_replace_the_last_copy_whole(tmp_path: Path) -> None:
+    path = tmp_path / "peers.json"
+    save_figures(path, {"questions": ["q0"]})
+    save_figures(path, {"questions": ["q0", "q1"]})
+
+    assert json.loads(path.read_text()) == {"questions": ["q0", "q1"]}
+    assert [p.name for p in tmp_path.iterdir()] == ["peers.json"]

@@ -290,11 +290,17 @@ def load_questions(limit: int) -> list[tuple[Dataset, Problem]]:
 
 
 async def bench_peers(
-    ways: list[Way], questions: list[tuple[Dataset, Problem]], model: str, threads: int, progress: Progress
+    ways: list[Way],
+    questions: list[tuple[Dataset, Problem]],
+    model: str,
+    threads: int,
+    progress: Progress,
+    answered: Callable[[PeerFigures], None] = lambda figures: None,
 ) -> PeerFigures:
     """Every way on every question. The ways take turns on each question, the first of them rotating from
     one question to the next: whatever favours a place in the turn (what a server's cache still holds from
-    the way before, a slow spell of a shared machine) falls on every way alike."""
+    the way before, a slow spell of a shared machine) falls on every way alike. `answered` gets the figures
+    so far after each question, so a run stopped part way keeps what it measured."""
     figures = PeerFigures(
         model, threads, [p.id for _, p in questions], {w.name: WayFigures(w.name) for w in ways}
     )
@@ -305,6 +311,7 @@ async def bench_peers(
             progress.update(task, description=f"{way.name}: {problem.id}")
             figures.ways[way.name].outcomes.append(await answer(way, problem, dataset))
             progress.advance(task)
+        answered(figures)
     return figures
 
 
@@ -357,9 +364,10 @@ async def run_peers(
     options: Options,
     logs: Path,
     progress: Progress,
+    answered: Callable[[PeerFigures], None] = lambda figures: None,
 ) -> PeerFigures:
     """Start the engine, llama-server on its file and optillm in front of that, run every way on the
-    questions, and stop them all, however the run ends."""
+    questions (`answered`: as in `bench_peers`), and stop them all, however the run ends."""
     for name in ("llama-server", "optillm"):
         peer(name)  # fail before loading anything when the peers are not built
     questions = load_questions(limit)
@@ -384,7 +392,7 @@ async def run_peers(
             cepo_way(REMOTE, remote, options, counted),
         ]
         await warm_up(engine, upstream, served)
-        return await bench_peers(ways, questions, engine.model, engine.threads, progress)
+        return await bench_peers(ways, questions, engine.model, engine.threads, progress, answered)
 
 
 def _client(base_url: str, timeout: float) -> openai.AsyncOpenAI:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from cepo.bench.engine import BRANCHES, PREFILL_SIZES, EngineBench, run_engine_bench
 from cepo.bench.method import QUESTIONS, SEQUENTIAL, MethodFigures, bench_methods, method_table, summary
-from cepo.bench.peers import peers_summary, peers_table, run_peers
+from cepo.bench.peers import PeerFigures, peers_summary, peers_table, run_peers
 from cepo.cli.options import BackendChoice, backend_options, config_option
 from cepo.methods import METHODS
 from cepo.methods.settings import Options
@@ -191,8 +191,16 @@ def peers_command(
     with tempfile.TemporaryDirectory(prefix="cepo-peers-") as scratch:
         folder = logs or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
+
+        # The figures so far are written after each question: a run stopped part way keeps them.
+        def answered(figures: PeerFigures) -> None:
+            if json_path:
+                save_figures(json_path, figures.to_json())
+
         with Progress(console=console, transient=True) as progress:
-            figures = asyncio.run(run_peers(model, threads, limit, timeout, options, folder, progress))
+            figures = asyncio.run(
+                run_peers(model, threads, limit, timeout, options, folder, progress, answered)
+            )
     console.print(peers_table(figures))
     if text := peers_summary(figures):
         console.print(text)
@@ -202,5 +210,12 @@ def peers_command(
 def write_figures(console: Console, figures: dict[str, Any], path: Path | None) -> None:
     """`--json`: the figures, written where asked."""
     if path:
-        path.write_text(json.dumps(figures, indent=2))
+        save_figures(path, figures)
         console.print(f"figures written to {path}")
+
+
+def save_figures(path: Path, figures: dict[str, Any]) -> None:
+    """Write `figures` to `path` whole or not at all: a run killed while writing leaves the last copy."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(figures, indent=2))
+    part.replace(path)
