@@ -129,6 +129,8 @@ def test_figures_per_way_and_the_ratios() -> None:
         "broken"
     ]
     assert {way["accuracy"] for way in figures_json["ways"].values()} == {2 / 3, 1 / 3}
+    assert [o["passed"] for o in figures_json["ways"][OPTILLM]["outcomes"]] == [True, False, False]
+    assert figures_json["ways"][OPTILLM]["outcomes"][2]["error"] == "broken"
     assert peers_table(figures).row_count == 4
 
 

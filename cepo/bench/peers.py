@@ -23,7 +23,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,7 @@ class WayFigures:
             "failed": self.failed,
             "accuracy": self.accuracy,
             "errors": [o.error for o in self.outcomes if o.error is not None],
+            "outcomes": [asdict(o) for o in self.outcomes],  # in the order of PeerFigures.questions
         }
 
 
