@@ -48,9 +48,8 @@ WORKLOADS = [Workload(prompt, shared) for shared in (True, False) for prompt in 
 def defaults() -> NativeSetup:
     """The engine's own settings (EngineConfig's defaults, a thread per core, its Q8_0 copy)."""
     config = EngineConfig()
-    model = default_model_path()
     return NativeSetup(
-        cpu_weights(model) if config.reencode_q4_1 else model,
+        config.weights(default_model_path()),
         config.threads,
         config.n_ctx,
         config.n_batch,

@@ -85,6 +85,10 @@ class EngineConfig(BaseModel):
         """The threads llama.cpp decodes with: n_threads, or one per core."""
         return self.n_threads or os.cpu_count() or 1
 
+    def weights(self, path: Path) -> Path:
+        """The file llama.cpp loads for the model file `path`: its Q8_0 copy where reencode_q4_1 asks."""
+        return cpu_weights(path) if self.reencode_q4_1 else path
+
 
 @dataclass
 class EngineLoad:
@@ -178,7 +182,7 @@ class LlamaEngine(Backend):
         path = check_model_file(config.model_path)
         self.model_path = path
         _init_llama()
-        self.weights_path = weights = cpu_weights(path) if config.reencode_q4_1 else path  # the file loaded
+        self.weights_path = weights = config.weights(path)  # the file loaded
         self.model = weights.stem  # names the weights decoded: a re-encoded copy decodes a little differently
         self._model = llama.llama_model_load_from_file(
             str(weights).encode(), llama.llama_model_default_params()

@@ -192,7 +192,8 @@ def peers_command(
         folder = logs or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
 
-        # The figures so far are written after each question: a run stopped part way keeps them.
+        # --json is written after each question, so a run stopped part way keeps what it measured; the
+        # last question's write holds the final figures.
         def answered(figures: PeerFigures) -> None:
             if json_path:
                 save_figures(json_path, figures.to_json())
@@ -204,7 +205,8 @@ def peers_command(
     console.print(peers_table(figures))
     if text := peers_summary(figures):
         console.print(text)
-    write_figures(console, figures.to_json(), json_path)
+    if json_path:
+        console.print(f"figures written to {json_path}")
 
 
 def write_figures(console: Console, figures: dict[str, Any], path: Path | None) -> None:

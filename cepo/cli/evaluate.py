@@ -75,7 +75,9 @@ def eval_group(ctx: click.Context, backend: BackendChoice, **options: Any) -> No
     if options["efforts"] is None:
         methods, settings = parse_methods(options["methods"]), load_settings(options["config_files"])
     elif options["config_files"] or ctx.get_parameter_source("methods") != ParameterSource.DEFAULT:
-        raise click.UsageError("--efforts gives the methods and settings: leave out --methods and --config")
+        raise click.UsageError(
+            "--efforts gives the methods and settings: leave out --methods and --config", ctx=ctx
+        )
     else:
         methods, settings = parse_efforts(options["efforts"])
     dataset = get_dataset(options["dataset"])
