@@ -78,8 +78,8 @@ def test_optillm_gets_cepos_token_limits_and_counts_by_its_own_names() -> None:
     assert set(settings) <= OPTILLM_FIELDS
     assert settings == {
         "bestofn_n": 3,
-        "planning_n": 3,
-        "planning_m": 6,
+        "planning_n": 1,
+        "planning_m": 2,
         "bestofn_max_tokens": defaults.rating.max_tokens,
         "planning_max_tokens_step1": defaults.plan.max_tokens,
         "planning_max_tokens_step2": defaults.execute.max_tokens,
@@ -243,7 +243,7 @@ async def test_a_cepo_way_runs_cepo_and_times_its_first_token() -> None:
     text, first = await way.ask(problem, dataset)
 
     assert text == "3" and first is not None
-    assert max(call.n for call in backend.calls) == 3  # one candidate, planning_n plans of one prompt
+    assert max(call.n for call in backend.calls) == 1  # one candidate: one plan, then its execution
 
 
 def test_a_server_is_up_in_its_block_and_stopped_after(tmp_path: Path) -> None:

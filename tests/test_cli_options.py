@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from scripted_backend import ScriptedBackend
 
 from cepo.cli import main, options
+from cepo.methods.cepo_method import CepoSettings
 
 COMMANDS = {
     "chat": ["chat", "--method", "plain", "--quiet", "What is 2 + 2?"],
@@ -51,3 +52,10 @@ def test_the_servers_own_key_never_goes_upstream(
     again = CliRunner().invoke(main, args, env={"CEPO_UPSTREAM_API_KEY": "upstream"})
     assert again.exit_code == 0, again.output
     assert opened[-1]["api_key"] == "upstream"
+
+
+def test_config_published_loads_the_published_open_loop_that_ships_with_cepo() -> None:
+    config = CepoSettings.of(options.load_options(Path("published")))
+    assert (config.bestofn_n, config.planning_n, config.planning_m, config.candidate_cap) == (3, 3, 6, 3)
+    assert (config.rating_type, config.repair_rounds, config.stop_when) == ("absolute", 0, "never")
+    assert config.plan.max_tokens == 4096

@@ -21,8 +21,15 @@ COMPARE = re.escape(prompts.COMPARE)
 APPROACHES = re.escape(prompts.APPROACHES.split("{n}")[1])
 
 QUESTION = "How many r's are in the word strawberry?"
-# The open loop of the published CePO: every candidate runs to its end, none is repaired, none added.
-FIXED = {"stop_when": "never", "repair_rounds": 0, "max_candidates": 3}
+# The open loop of the published CePO: 3 candidates of 3 plans (of at most 6), rated, nothing stops early.
+FIXED = {
+    "planning_n": 3,
+    "planning_m": 6,
+    "rating_type": "absolute",
+    "stop_when": "never",
+    "repair_rounds": 0,
+    "max_candidates": 3,
+}
 SMALL = {
     **FIXED,
     "plan": {"max_tokens": 20},

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 from scripted_backend import ScriptedBackend
-from test_methods_cepo import EXECUTE, FINAL, PLAN, REFINE
+from test_methods_cepo import EXECUTE, FINAL, FIXED, PLAN, REFINE
 
 from cepo.cli import chat, main, options
 from cepo.cli.live import LiveView
@@ -42,7 +42,7 @@ def test_json_prints_the_whole_result(backend: ScriptedBackend) -> None:
 
 def test_the_live_view_ends_with_the_answer_and_the_totals(backend: ScriptedBackend, tmp_path: Path) -> None:
     config = tmp_path / "small.yaml"
-    config.write_text("bestofn_n: 2\nplanning_n: 1\nplanning_m: 2\n")
+    config.write_text("bestofn_n: 2\nrating_type: absolute\n")  # rated: the two answers agree
     outcome = CliRunner().invoke(main, ["chat", QUESTION, "--config", str(config)])
     assert outcome.exit_code == 0, outcome.output
     assert "answer of candidate 1 of 2 (all candidates agreed)" in outcome.output
@@ -62,7 +62,7 @@ def test_a_bad_config_file_is_one_line_with_a_hint(backend: ScriptedBackend, tmp
 
 async def test_the_view_shows_each_candidates_branches_and_scores() -> None:
     view, backend = LiveView(QUESTION, METHODS["cepo"]), ScriptedBackend(SCRIPT)
-    async for event in run("cepo", backend, QUESTION, {"bestofn_n": 2}):
+    async for event in run("cepo", backend, QUESTION, {**FIXED, "bestofn_n": 2, "max_candidates": 2}):
         view.update(event)
     console = Console(width=120, record=True)
     console.print(view)
@@ -88,11 +88,12 @@ def test_without_a_question_chat_is_a_session_that_keeps_the_conversation(
 
 
 @pytest.mark.parametrize(
-    ("effort", "method", "candidates"), [("none", "plain", 1), ("low", "cepo", 1), ("high", "cepo", 5)]
+    ("effort", "method", "candidates"), [("none", "plain", 1), ("low", "cepo", 1), ("high", "cepo", 10)]
 )
 def test_effort_sets_cepos_compute_as_the_api_does(
     backend: ScriptedBackend, effort: str, method: str, candidates: int
 ) -> None:
+    # The script's answers hold no program, so nothing settles and high runs both waves of five.
     outcome = CliRunner().invoke(main, ["chat", QUESTION, "--json", "--effort", effort])
     assert outcome.exit_code == 0, outcome.output
     result = MethodResult.model_validate_json(outcome.output)
@@ -105,7 +106,7 @@ def test_a_config_file_overrides_the_effort(backend: ScriptedBackend, tmp_path: 
     outcome = CliRunner().invoke(
         main, ["chat", QUESTION, "--json", "--effort", "high", "--config", str(config)]
     )
-    assert len(MethodResult.model_validate_json(outcome.output).candidates) == 2
+    assert len(MethodResult.model_validate_json(outcome.output).candidates) == 4  # two waves of two
 
 
 def test_effort_is_refused_for_another_method(backend: ScriptedBackend) -> None:

@@ -34,12 +34,18 @@ print_output: False
 """
 
 
-def test_defaults_are_the_published_counts_and_temperatures() -> None:
+def test_defaults_are_the_measured_loop_at_the_published_temperatures() -> None:
     config = CepoSettings()
-    assert (config.bestofn_n, config.planning_n, config.planning_m) == (3, 3, 6)
+    assert (config.bestofn_n, config.planning_n, config.planning_m, config.candidate_cap) == (3, 1, 2, 6)
+    assert (config.repair_rounds, config.stop_when, config.rating_type) == (0, "agreed", "execution")
     temperatures = [step.temperature for step in (config.plan, config.execute, config.refine, config.final)]
     assert temperatures == [0.55, 0.25, 0.1, 0.0]
-    assert (config.rating_type, config.plan_diversity) == ("absolute", False)
+    assert not config.plan_diversity
+
+
+def test_without_max_candidates_a_run_has_two_waves() -> None:
+    assert CepoSettings(bestofn_n=8).candidate_cap == 16
+    assert CepoSettings(bestofn_n=8, max_candidates=8).candidate_cap == 8
 
 
 def test_a_yaml_file_sets_steps_in_part(tmp_path: Path) -> None:

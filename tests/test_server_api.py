@@ -105,6 +105,8 @@ def test_cepo_streams_reasoning_first_then_the_answer(
         messages=QUESTION,  # type: ignore[arg-type]
         stream=True,
         stream_options={"include_usage": True},
+        # The published counts, rated: the script's answers agree without programs.
+        extra_body={"cepo": {"planning_n": 3, "planning_m": 6, "rating_type": "absolute"}},
     )
     fields = []  # (field, text) in arrival order
     usage = None
@@ -191,8 +193,8 @@ def test_cepo_settings_per_request_and_stop_cuts_the_chosen_answer(
     )
     assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == ("The answer", "stop")
     plans = [c for c in backend.calls if re.search(re.escape(prompts.PLAN), c.last_message)]
-    # 1 candidate; the request's stop cuts only the answer, a plan stops only at its own code fence
-    assert [(c.n, c.sampling.max_tokens, c.sampling.stop) for c in plans] == [(3, 30, ["```"])]
+    # 1 candidate of one plan; the request's stop cuts only the answer, a plan stops only at its own fence
+    assert [(c.n, c.sampling.max_tokens, c.sampling.stop) for c in plans] == [(1, 30, ["```"])]
     final = [c for c in backend.calls if re.search(re.escape(prompts.FINAL), c.last_message)]
     assert [c.sampling.max_tokens for c in final] == [50]
 

@@ -46,10 +46,13 @@ CODE_END = "\n```\n"
 
 
 class CepoSettings(RunSettings):
-    """Counts and temperatures default to the published CePO values (3 candidates, 3 of at most 6 plans
-    each, temperatures 0.55 / 0.25 / 0.1 / 0). The published token budgets (4096 per step) would keep a
-    small model on a CPU busy for minutes, so the budgets here are sized for SmolLM2-class models. The
-    published flat names (`planning_temperature_step1: ...`) load too."""
+    """The defaults are the settings that measured best for accuracy against tokens on SmolLM2-135M
+    (docs/results.md, "The closed loop"): each candidate is one plan and its execution, three start at
+    once, a second wave of three starts while nothing is verified or agreed (max_candidates), no repair
+    rounds, and short answers are computed by the candidates' programs. Temperatures are the published
+    CePO values (0.55 / 0.25 / 0.1 / 0); the published counts and 4096-token budgets load from `--config
+    published`. The budgets here are sized for SmolLM2-class models. The published flat names
+    (`planning_temperature_step1: ...`) load too."""
 
     ALIASES: ClassVar[dict[str, tuple[str, str | None]]] = {
         "bestofn_temperature": ("rating", "temperature"),
@@ -65,8 +68,8 @@ class CepoSettings(RunSettings):
     IGNORED: ClassVar[frozenset[str]] = frozenset({"rating_model", "print_output"})  # the backend's model
 
     bestofn_n: int = Field(3, ge=1, le=16, description="candidates, each from its own plans")
-    planning_n: int = Field(3, ge=1, le=16, description="complete plans kept per candidate")
-    planning_m: int = Field(6, ge=1, le=64, description="most plan attempts per candidate")
+    planning_n: int = Field(1, ge=1, le=16, description="complete plans kept per candidate")
+    planning_m: int = Field(2, ge=1, le=64, description="most plan attempts per candidate")
     planning_spares: int = Field(
         0, ge=0, le=16, description="extra attempts kept running, so a cut plan costs no wait"
     )
@@ -80,13 +83,15 @@ class CepoSettings(RunSettings):
     sample: StepConfig = StepConfig(temperature=0.7, max_tokens=256)  # answering directly: no plan completed
     repair: StepConfig = StepConfig(temperature=0.3, max_tokens=256)  # each repair turn's reply
     rating: StepConfig = rating.STEP
-    rating_type: RatingType = Field("absolute", description="how the model breaks ties between candidates")
+    rating_type: RatingType = Field(
+        "execution",
+        description="how candidates are compared: rated by the model, or short answers computed by programs",
+    )
     plan_diversity: bool = Field(False, description="ask for distinct approaches first, one per candidate")
-    # Measured on SmolLM2-135M (HumanEval's first 6 problems, 2-core Xeon): 2 rounds and up to 6
-    # candidates cost 4,694 tokens a problem, and none of the 24 repair rounds fixed its code; one round
-    # and one wave keep the loop within the open loop's budget until a fuller sweep says otherwise.
+    # Measured on SmolLM2-135M (HumanEval's first 30): no round of 138 fixed a candidate's code, and
+    # a round costs a full reply, so the loop's checks steer by stopping early and adding waves instead.
     repair_rounds: int = Field(
-        1, ge=0, le=8, description="turns a candidate whose check failed gets to fix its answer"
+        0, ge=0, le=8, description="turns a candidate whose check failed gets to fix its answer"
     )
     stop_when: StopWhen = Field(
         "agreed", description="end the run once an answer is verified (verified), or that or agreed (agreed)"
@@ -96,12 +101,14 @@ class CepoSettings(RunSettings):
         None,
         ge=1,
         le=32,
-        description="while nothing is settled, more waves of bestofn_n start, up to this; none: one wave",
+        description="while nothing is settled, more waves of bestofn_n start, up to this; none: two waves",
     )
 
     @property
     def candidate_cap(self) -> int:
-        return self.bestofn_n if self.max_candidates is None else self.max_candidates
+        # Two waves by default, so `bestofn_n` alone scales the run: a second wave is what the first
+        # leaves unsettled.
+        return 2 * self.bestofn_n if self.max_candidates is None else self.max_candidates
 
     @property
     def plans_in_flight(self) -> int:
@@ -488,7 +495,8 @@ METHOD = Method(
     # directly, at the plan's temperature. 5: a short answer ends by stating the answer chosen, when its
     # program computed it or an earlier step stated it; before, the final text alone was scored.
     # 6: the closed loop (repair rounds, stop_when, max_candidates) and a one-line short answer.
-    version=6,
+    # 7: the measured defaults: one plan per candidate, two waves, no repair, programs for short answers.
+    version=7,
     run=cepo,
     settings=CepoSettings,
     answer_stage="final",
