@@ -33,6 +33,7 @@ KEY = "page-key"
 QUESTION = "How many r's are in the word strawberry?"
 SMALL = """\
 bestofn_n: 2
+max_candidates: 2
 planning_n: 2
 planning_m: 2
 plan: {max_tokens: 32}
