@@ -2,7 +2,9 @@
 
 A rule is (pattern, reply): the first rule whose regex is found in the prompt's last message answers.
 A reply is a text, a list of texts (successive branches take the next one; the last repeats), a
-function of the whole prompt's text, or an exception the request fails with.
+function of the whole prompt's text, or an exception the request fails with. A text wrapped in `Held`
+keeps its branch open once it is out, until the branch is cancelled: a branch still decoding when the
+run's other work ends, however long that work takes.
 
 Words are tokens: a branch emits one word per step, all branches of all requests stepping together as
 in a batched engine, and a reply longer than `max_tokens` words is cut there with finish_reason
@@ -28,7 +30,14 @@ from cepo.backends.base import (
     TokenEvent,
 )
 
-Reply = str | list[str] | Callable[[str], str] | Exception  # an Exception: the request fails with it
+
+@dataclass(frozen=True)
+class Held:
+    text: str
+
+
+Text = str | Held
+Reply = Text | list[str] | Callable[[str], Text] | Exception  # an Exception: the request fails with it
 
 
 def prompt_text(prompt: Prompt) -> str:
@@ -74,9 +83,11 @@ class ScriptedBackend(Backend):
         call = Call(prompt, n, sampling, pattern)
         self.calls.append(call)
         cancelled: set[int] = set()
+        woken = asyncio.Event()  # a cancel, for branches that are held
 
         def on_cancel(branch: int | None) -> None:
             cancelled.update(range(n) if branch is None else {branch})
+            woken.set()
 
         stream = GenerationStream(n, on_cancel)
         stream.prompt_tokens = len(words(prompt_text(prompt)))
@@ -84,7 +95,7 @@ class ScriptedBackend(Backend):
             stream.end(reply)
             return stream
         texts = [self._text(pattern, reply, prompt) for _ in range(n)]
-        task = asyncio.get_running_loop().create_task(self._play(stream, call, texts, cancelled))
+        task = asyncio.get_running_loop().create_task(self._play(stream, call, texts, cancelled, woken))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return stream
@@ -105,8 +116,8 @@ class ScriptedBackend(Backend):
     def calls_to(self, pattern: str) -> list[Call]:
         return [call for call in self.calls if call.rule == pattern]
 
-    def _text(self, pattern: str, reply: str | list[str] | Callable[[str], str], prompt: Prompt) -> str:
-        if isinstance(reply, str):
+    def _text(self, pattern: str, reply: Text | list[str] | Callable[[str], Text], prompt: Prompt) -> Text:
+        if isinstance(reply, str | Held):
             return reply
         if isinstance(reply, list):
             taken = self._taken.get(pattern, 0)
@@ -115,9 +126,15 @@ class ScriptedBackend(Backend):
         return reply(prompt_text(prompt))
 
     async def _play(
-        self, stream: GenerationStream, call: Call, texts: list[str], cancelled: set[int]
+        self,
+        stream: GenerationStream,
+        call: Call,
+        texts: list[Text],
+        cancelled: set[int],
+        woken: asyncio.Event,
     ) -> None:
-        tokens = [words(text) for text in texts]
+        held = {i for i, text in enumerate(texts) if isinstance(text, Held)}
+        tokens = [words(text.text if isinstance(text, Held) else text) for text in texts]
         emitted = [0] * len(texts)
         live = set(range(len(texts)))
         while live:
@@ -126,6 +143,8 @@ class ScriptedBackend(Backend):
                 reason: FinishReason | None = None
                 if i in cancelled:
                     reason = "cancelled"
+                elif emitted[i] == len(tokens[i]) and i in held:
+                    continue  # out, and open until cancelled
                 elif emitted[i] == len(tokens[i]):
                     reason = "stop"
                 elif emitted[i] == call.sampling.max_tokens:
@@ -138,6 +157,10 @@ class ScriptedBackend(Backend):
                 call.branches.append(branch)
                 events.append(BranchEnd(branch))
                 live.discard(i)
-            stream.push(events)
-            await asyncio.sleep(0)  # one decode step: let the consumers run
+            if events:
+                stream.push(events)
+                await asyncio.sleep(0)  # one decode step: let the consumers run
+            else:  # every live branch is held
+                await woken.wait()
+                woken.clear()
         stream.end()

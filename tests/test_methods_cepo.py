@@ -21,11 +21,11 @@ COMPARE = re.escape(prompts.COMPARE)
 APPROACHES = re.escape(prompts.APPROACHES.split("{n}")[1])
 
 QUESTION = "How many r's are in the word strawberry?"
-# The open loop of the published CePO: 3 candidates of 3 plans (of at most 6), rated, nothing stops early.
+# The published CePO's counts: 3 plans (of at most 6) per candidate, rated.
+PUBLISHED = {"planning_n": 3, "planning_m": 6, "rating_type": "absolute"}
+# Its open loop: 3 candidates, nothing stops early.
 FIXED = {
-    "planning_n": 3,
-    "planning_m": 6,
-    "rating_type": "absolute",
+    **PUBLISHED,
     "stop_when": "never",
     "repair_rounds": 0,
     "max_candidates": 3,

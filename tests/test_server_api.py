@@ -14,6 +14,7 @@ import openai
 import pytest
 from live_server import live_server, raw_post, wait_until
 from scripted_backend import ScriptedBackend
+from test_methods_cepo import PUBLISHED
 
 from cepo.backends.base import Backend, Branch, BranchEnd, GenerationStream, Prompt, Sampling, TokenEvent
 from cepo.errors import BackendUnavailable, GenerationError
@@ -105,8 +106,7 @@ def test_cepo_streams_reasoning_first_then_the_answer(
         messages=QUESTION,  # type: ignore[arg-type]
         stream=True,
         stream_options={"include_usage": True},
-        # The published counts, rated: the script's answers agree without programs.
-        extra_body={"cepo": {"planning_n": 3, "planning_m": 6, "rating_type": "absolute"}},
+        extra_body={"cepo": PUBLISHED},  # rated: the script's answers agree without programs
     )
     fields = []  # (field, text) in arrival order
     usage = None

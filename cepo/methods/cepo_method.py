@@ -47,9 +47,9 @@ CODE_END = "\n```\n"
 
 class CepoSettings(RunSettings):
     """The defaults are the settings that measured best for accuracy against tokens on SmolLM2-135M
-    (docs/results.md, "The closed loop"): each candidate is one plan and its execution, three start at
-    once, a second wave of three starts while nothing is verified or agreed (max_candidates), no repair
-    rounds, and short answers are computed by the candidates' programs. Temperatures are the published
+    (docs/results.md, "The closed loop"): each candidate is one plan and its execution, a second wave
+    starts while nothing is verified or agreed, no repair rounds, and short answers are computed by the
+    candidates' programs. Temperatures are the published
     CePO values (0.55 / 0.25 / 0.1 / 0); the published counts and 4096-token budgets load from `--config
     published`. The budgets here are sized for SmolLM2-class models. The published flat names
     (`planning_temperature_step1: ...`) load too."""

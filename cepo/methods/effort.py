@@ -5,9 +5,9 @@ instead, the others run cepo with some settings over its defaults. A request for
 that method as asked. Settings the request or the command line gives itself (the `cepo` field, a config
 file) override the effort's.
 
-Low is one candidate (one plan and its execution), medium the defaults (waves of three, up to six), high
-waves of five, up to ten. `cepo eval --efforts` measures them (docs/results.md, "reasoning_effort"). They
-are settings over the defaults, so a new measurement retunes this table alone.
+Low is one candidate, medium the defaults, high waves of five candidates. `cepo eval --efforts`
+measures them (docs/results.md, "reasoning_effort"). They are settings over the defaults, so a new
+measurement retunes this table alone.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ class Effort(NamedTuple):
     options: Options  # its settings over the defaults
 
 
+ONE_CANDIDATE = Effort(EFFORT_METHOD, {"bestofn_n": 1, "max_candidates": 1})
 EFFORTS: dict[str, Effort] = {  # least compute first
     "none": Effort(plain.NAME, {}),  # no reasoning: one completion
-    "minimal": Effort(EFFORT_METHOD, {"bestofn_n": 1, "max_candidates": 1}),
-    "low": Effort(EFFORT_METHOD, {"bestofn_n": 1, "max_candidates": 1}),
+    "minimal": ONE_CANDIDATE,
+    "low": ONE_CANDIDATE,
     "medium": Effort(EFFORT_METHOD, {}),  # the defaults
     "high": Effort(EFFORT_METHOD, {"bestofn_n": 5}),  # and so up to ten candidates
 }
