@@ -125,7 +125,7 @@ def test_in_a_pipe_the_run_is_told_in_plain_lines(backend: ScriptedBackend) -> N
     for line in (
         "[Plan · candidate 1] started",
         "[Plan 1 · candidate 1] done, 3 tokens",
-        "[Check · candidate 1] answer '42'; votes 1",
+        "[Check · candidate 1] answer '42'; not computed by a program; votes 1",
         "[Final answer · candidate 1] done, 1 token",
         "[Chosen: candidate 1]",
     ):

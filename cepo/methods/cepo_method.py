@@ -157,7 +157,7 @@ async def cepo(ctx: RunContext[CepoSettings]) -> MethodResult:
         raise errors[0]
     standing = [c for c in candidates if c.error is None and not c.stopped]
     # A stopped run's answer is settled by the checks: no rating is asked for.
-    chosen, agreed = await choose(ctx, standing, None if ctx.stopped else config.rating_type)
+    chosen, agreed = await choose(ctx, standing, None if ctx.stopped else config.rating_type, program)
     return ctx.result(NAME, candidates, chosen, agreed)
 
 
@@ -496,7 +496,8 @@ METHOD = Method(
     # program computed it or an earlier step stated it; before, the final text alone was scored.
     # 6: the closed loop (repair rounds, stop_when, max_candidates) and a one-line short answer.
     # 7: the measured defaults: one plan per candidate, two waves, no repair, programs for short answers.
-    version=7,
+    # 8: under execution, a short answer its program computed outranks stated ones (code is unchanged).
+    version=8,
     run=cepo,
     settings=CepoSettings,
     answer_stage="final",
