@@ -241,26 +241,6 @@ async def test_execution_rating_takes_a_short_answer_from_the_candidates_own_pro
     assert extract_answer(result.answer, "number") == "3"
 
 
-async def test_under_execution_an_answer_a_program_computed_outranks_more_votes_for_a_stated_one() -> None:
-    crashing = "Answer: 7\n```python\nraise ValueError('no')\n```"
-    computing = "Answer: 5\n```python\nprint(3)\n```"
-    plans = [f"1. Count with code. (high) Plan of candidate {b // 3}." for b in range(9)]
-    backend = ScriptedBackend(
-        [
-            (PLAN, plans),
-            (EXECUTE, lambda prompt: computing if candidate_of(prompt) == 1 else crashing),
-            (REFINE, echo_answer),
-            (FINAL, echo_answer),
-        ]
-    )
-    result = await solve("cepo", backend, QUESTION, {**SMALL, "rating_type": "execution"})
-
-    assert [c.checks.answer for c in result.candidates] == ["7", "3", "7"]
-    assert [c.score.computed for c in result.candidates] == [False, True, False]
-    assert [c.score.votes for c in result.candidates] == [2, 1, 2]
-    assert (result.chosen, result.extracted) == (1, "3")
-
-
 @pytest.mark.parametrize(
     ("final", "shown"), [("All done.", "Answer: 3"), ("", "Answer: 3"), ("It is 3.", "It is 3.")]
 )

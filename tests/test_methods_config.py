@@ -37,7 +37,7 @@ print_output: False
 def test_defaults_are_the_measured_loop_at_the_published_temperatures() -> None:
     config = CepoSettings()
     assert (config.bestofn_n, config.planning_n, config.planning_m, config.candidate_cap) == (3, 1, 2, 6)
-    assert (config.repair_rounds, config.stop_when, config.rating_type) == (0, "agreed", "execution")
+    assert (config.repair_rounds, config.stop_when, config.rating_type) == (0, "agreed", "majority")
     temperatures = [step.temperature for step in (config.plan, config.execute, config.refine, config.final)]
     assert temperatures == [0.55, 0.25, 0.1, 0.0]
     assert not config.plan_diversity

@@ -74,12 +74,20 @@ def finals(backend: ScriptedBackend) -> int:
     return len(backend.calls_to(FINAL))
 
 
-# The script's answers hold no program, so nothing settles: medium and high run both their waves.
+# The script's answers agree; with nothing stopping early, medium and high run both their waves.
+NEVER_STOP = {"cepo": {"stop_when": "never"}}
+
+
 @pytest.mark.parametrize(("effort", "candidates"), [("minimal", 1), ("low", 1), ("medium", 6), ("high", 10)])
 def test_reasoning_effort_sets_cepos_candidates(
     client: openai.OpenAI, backend: ScriptedBackend, effort: str, candidates: int
 ) -> None:
-    reply = client.chat.completions.create(model="cepo", messages=QUESTION, reasoning_effort=effort)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(
+        model="cepo",
+        messages=QUESTION,  # type: ignore[arg-type]
+        reasoning_effort=effort,  # type: ignore[arg-type]
+        extra_body=NEVER_STOP,
+    )
     assert reply.choices[0].message.content == "The answer is 3"
     assert finals(backend) == candidates
     assert reply.model == "cepo"
@@ -97,7 +105,7 @@ def test_an_explicit_cepo_field_overrides_the_effort(client: openai.OpenAI, back
         model="cepo",
         messages=QUESTION,  # type: ignore[arg-type]
         reasoning_effort="high",
-        extra_body={"cepo": {"bestofn_n": 2}},
+        extra_body={"cepo": {**NEVER_STOP["cepo"], "bestofn_n": 2}},
     )
     assert finals(backend) == 4  # two waves of two
 

@@ -57,7 +57,7 @@ async def test_a_run_streams_the_methods_own_events_every_branch_whole(url: str)
             key = (event.stage, event.candidate, event.branch)
             texts[key] = texts.get(key, "") + event.text
     plans = [text for (stage, _, _), text in texts.items() if stage == "plan"]
-    assert plans == ["1. Spell the word. 2. Count the r letters."] * 6  # two waves of 3 candidates, not one
+    assert plans == ["1. Spell the word. 2. Count the r letters."] * 3  # one wave: its candidates agree
     ended = [event for event in events if isinstance(event, BranchEnded)]
     assert len(ended) == len(texts)
     finished = events[-1]

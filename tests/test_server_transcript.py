@@ -56,14 +56,13 @@ def test_the_first_branch_goes_out_live_and_the_others_wait_whole() -> None:
 
 def test_notes_wait_for_the_live_branch_and_the_choice_closes_the_transcript() -> None:
     transcript = Transcript(METHODS["cepo"])
-    score = CandidateScored(candidate=1, answer="3", score=Score(computed=True, votes=2, rating=7.0))
+    score = CandidateScored(candidate=1, answer="3", score=Score(votes=2, rating=7.0))
     assert transcript.feed(token(0, "Rate", stage="rate", candidate=0)) == "[Rating · candidate 1]\nRate"
     assert transcript.feed(score) == ""
     assert transcript.feed(token(1, "Held", stage="rate", candidate=1)) == ""
     assert (
         transcript.feed(ended(0, stage="rate"))
-        == "\n\n[Check · candidate 2] answer '3'; computed by its program; votes 2; rating 7\n\n"
-        "[Rating · candidate 2]\nHeld"
+        == "\n\n[Check · candidate 2] answer '3'; votes 2; rating 7\n\n[Rating · candidate 2]\nHeld"
     )
     assert transcript.finish(result(chosen=1, agreed=False)) == "[Chosen: candidate 2]\n"
 

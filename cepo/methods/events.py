@@ -62,22 +62,13 @@ class Score(BaseModel):
     parses: bool | None = None  # code: the extracted code is valid Python
     examples_passed: int | None = None  # code: examples from the question or the request that passed
     examples_total: int | None = None
-    # short answers, where the method asks for programs: the answer is the one the candidate's program
-    # printed. It ranks above votes: a stated answer whose program failed is the weaker evidence.
-    computed: bool | None = None
     votes: int | None = None  # short answers: candidates that reached the same normalized answer
     rating: float | None = None  # the model's rating: 0-10 (absolute) or pairwise wins
     rating_error: str | None = None  # a rating request for it failed; the rest of the rating still counts
 
-    def key(self) -> tuple[bool, int, bool, int, float]:
+    def key(self) -> tuple[bool, int, int, float]:
         rating = self.rating if self.rating is not None else -1.0
-        return (
-            self.parses is not False,
-            self.examples_passed or 0,
-            self.computed is not False,
-            self.votes or 0,
-            rating,
-        )
+        return (self.parses is not False, self.examples_passed or 0, self.votes or 0, rating)
 
 
 class CandidateScored(BaseModel):

@@ -1,6 +1,5 @@
-"""Picking the answer: cross-checks first (examples passed; for short answers, computed by a program where
-the method asks for one, then votes on normalized answers), the model's rating only to break the ties they
-leave; no rating at all when every candidate agrees."""
+"""Picking the answer: cross-checks first (examples passed, votes on normalized answers), the model's
+rating only to break the ties they leave; no rating at all when every candidate agrees."""
 
 from __future__ import annotations
 
@@ -13,12 +12,11 @@ from cepo.methods.settings import RatingType
 
 
 async def choose(
-    ctx: RunContext[Any], candidates: list[Candidate], rating: RatingType | None, program: bool = False
+    ctx: RunContext[Any], candidates: list[Candidate], rating: RatingType | None
 ) -> tuple[int, bool]:
     """The index of the chosen candidate, and whether all of them agreed. `rating`: how the model breaks
-    ties (absolute, pairwise); majority, execution or None leave ties to the first candidate. `program`:
-    short answers were asked to be computed by programs, so a computed one outranks a stated one."""
-    score_checks(ctx, candidates, program)
+    ties (absolute, pairwise); majority, execution or None leave ties to the first candidate."""
+    score_checks(ctx, candidates)
     agreed = all_agree(ctx, candidates)
     if not agreed and rating in ("absolute", "pairwise"):
         best = max(c.score.key() for c in candidates)
@@ -33,20 +31,17 @@ def best_of(candidates: list[Candidate]) -> int:
     return max(candidates, key=lambda c: c.score.key()).index
 
 
-def score_checks(ctx: RunContext[Any], candidates: list[Candidate], program: bool = False) -> None:
+def score_checks(ctx: RunContext[Any], candidates: list[Candidate]) -> None:
     for candidate in candidates:
         checks, score = candidate.checks, candidate.score
         if ctx.kind == "code":
             score.parses = checks.parses
             if ctx.examples:
                 score.examples_passed, score.examples_total = checks.examples_passed, len(checks.examples)
+        elif checks.answer is not None:
+            score.votes = sum(other.checks.answer == checks.answer for other in candidates)
         else:
-            if program:
-                score.computed = checks.computed
-            if checks.answer is not None:
-                score.votes = sum(other.checks.answer == checks.answer for other in candidates)
-            else:
-                score.votes = 0
+            score.votes = 0
 
 
 def all_agree(ctx: RunContext[Any], candidates: list[Candidate]) -> bool:

@@ -58,8 +58,6 @@ def describe_score(event: CandidateScored) -> str:
         facts.append("code parses" if score.parses else "code does not parse")
     if score.examples_total is not None:
         facts.append(f"examples passed {score.examples_passed}/{score.examples_total}")
-    if score.computed is not None:
-        facts.append("computed by its program" if score.computed else "not computed by a program")
     if score.votes is not None:
         facts.append(f"votes {score.votes}")
     if score.rating is not None:

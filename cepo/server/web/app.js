@@ -273,8 +273,6 @@ function describeScore(event) {
   if (score.parses !== null) facts.push(score.parses ? "code parses" : "code does not parse");
   if (score.examples_total !== null)
     facts.push(`examples passed ${score.examples_passed}/${score.examples_total}`);
-  if (score.computed !== null)
-    facts.push(score.computed ? "computed by its program" : "not computed by a program");
   if (score.votes !== null) facts.push(`votes ${score.votes}`);
   if (score.rating !== null) facts.push(`rating ${score.rating}`);
   if (score.rating_error !== null) facts.push(`rating failed: ${score.rating_error}`);
