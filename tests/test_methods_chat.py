@@ -42,7 +42,7 @@ def test_json_prints_the_whole_result(backend: ScriptedBackend) -> None:
 
 def test_the_live_view_ends_with_the_answer_and_the_totals(backend: ScriptedBackend, tmp_path: Path) -> None:
     config = tmp_path / "small.yaml"
-    config.write_text("bestofn_n: 2\nrating_type: absolute\n")  # rated: the two answers agree
+    config.write_text("bestofn_n: 2\n")
     outcome = CliRunner().invoke(main, ["chat", QUESTION, "--config", str(config)])
     assert outcome.exit_code == 0, outcome.output
     assert "answer of candidate 1 of 2 (all candidates agreed)" in outcome.output

@@ -106,7 +106,7 @@ def test_cepo_streams_reasoning_first_then_the_answer(
         messages=QUESTION,  # type: ignore[arg-type]
         stream=True,
         stream_options={"include_usage": True},
-        extra_body={"cepo": PUBLISHED},  # rated: the script's answers agree without programs
+        extra_body={"cepo": PUBLISHED},  # three plans a candidate, as the headings below name them
     )
     fields = []  # (field, text) in arrival order
     usage = None
