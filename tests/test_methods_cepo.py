@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from scripted_backend import ScriptedBackend
+from scripted_backend import ScriptedBackend, last_message
 
 from cepo.checks import extract_answer
 from cepo.methods import prompts, solve
@@ -145,7 +145,7 @@ async def test_a_cut_execution_rejects_its_attempt_and_starts_another() -> None:
 
 
 async def test_when_no_plan_completes_the_model_answers_directly() -> None:
-    backend = ScriptedBackend([(PLAN, LONG), ("strawberry", "There are 3. Answer: 3"), (FINAL, "3")])
+    backend = ScriptedBackend([(PLAN, LONG), (FINAL, "3"), ("strawberry", "There are 3. Answer: 3")])
     result = await solve("cepo", backend, QUESTION, SMALL)
 
     for candidate in result.candidates:
@@ -310,6 +310,19 @@ async def test_code_replies_stop_where_their_code_block_ends_and_the_answer_is_f
     assert result.answer == f"{code}\n```" and result.candidates[result.chosen].checks.source == 0
 
 
+async def test_the_final_step_asks_a_short_answers_question_again_but_not_a_code_question() -> None:
+    code = "```python\ndef double(x):\n    return 2 * x"
+    backend = ScriptedBackend(
+        [(PLAN, "1. Count. (high)"), (EXECUTE, "Answer: 3"), (REFINE, "Answer: 3"), (FINAL, "3")]
+    )
+    await solve("cepo", backend, QUESTION, SMALL)
+    assert all(QUESTION in last_message(call.prompt) for call in backend.calls_to(FINAL))
+
+    backend = ScriptedBackend([(PLAN, "1. Multiply. (high)"), (EXECUTE, code), (REFINE, code), (FINAL, code)])
+    await solve("cepo", backend, CODE_QUESTION, SMALL)
+    assert all("double" not in last_message(call.prompt) for call in backend.calls_to(FINAL))
+
+
 async def test_answers_of_other_kinds_do_not_stop_at_a_code_fence() -> None:
     backend = ScriptedBackend(answers_by_candidate({0: "3", 1: "3", 2: "3"}))
     await solve("cepo", backend, QUESTION, SMALL)
@@ -368,7 +381,7 @@ async def test_an_empty_plan_is_no_plan_and_its_execution_answers_the_question_d
 
 async def test_a_program_answer_asked_directly_is_asked_for_as_a_program() -> None:
     backend = ScriptedBackend(
-        [(PLAN, ""), ("strawberry", "```python\nprint('strawberry'.count('r'))"), (REFINE, "4"), (FINAL, "4")]
+        [(PLAN, ""), (FINAL, "4"), ("strawberry", "```python\nprint('strawberry'.count('r'))"), (REFINE, "4")]
     )
     result = await solve("cepo", backend, QUESTION, {**SMALL, "rating_type": "execution"})
 

@@ -37,7 +37,7 @@ async def best_of_n(ctx: RunContext[BestOfNSettings]) -> MethodResult:
 
 METHOD = Method(
     name=NAME,
-    version=3,  # as plain's
+    version=4,  # as plain's
     run=best_of_n,
     settings=BestOfNSettings,
     answer_stage=STAGE,

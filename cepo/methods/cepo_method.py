@@ -435,7 +435,8 @@ class CandidateRun:
 
     async def _final(self, conversation: list[Message]) -> list[Message]:
         """The conversation with the final answer. A short answer is one line: it stops at the line's end."""
-        messages = [*conversation, {"role": "user", "content": prompts.final_instruction(self.ctx.kind)}]
+        instruction = prompts.final_instruction(self.ctx.kind, self.ctx.messages[-1]["content"])
+        messages = [*conversation, {"role": "user", "content": instruction}]
         step = self.writing(self.ctx.config.final)
         if self.ctx.kind in SHORT_KINDS:
             step = step.model_copy(update={"stop": [*step.stop, "\n"]})
@@ -501,7 +502,9 @@ METHOD = Method(
     # 8: under execution, a short answer its program computed outranked stated ones.
     # 9: short answers are stated and voted on (rating_type majority), and 8 is undone: on letters the
     # programs' answers were right far less often than the stated ones.
-    version=9,
+    # 10: a list's "1." or a "Step 2" is no longer read as a short answer's number, and the final step
+    # asks a short answer's question again.
+    version=10,
     run=cepo,
     settings=CepoSettings,
     answer_stage="final",

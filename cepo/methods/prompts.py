@@ -7,7 +7,7 @@ already seen (the question, a plan, a solution) instead of reading them again.
 from __future__ import annotations
 
 from cepo.backends.base import Message
-from cepo.checks import TaskKind
+from cepo.checks import SHORT_KINDS, TaskKind
 
 # How an answer of each kind should end, so that it can be found and compared.
 _ANSWER_LINE: dict[TaskKind, str] = {
@@ -84,7 +84,11 @@ def refine_instruction(n: int, kind: TaskKind, program: bool) -> str:
     return f"{REFINE.format(n=n)}\n{_PROGRAM if program else _ANSWER_LINE[kind]}"
 
 
-def final_instruction(kind: TaskKind) -> str:
+def final_instruction(kind: TaskKind, question: str) -> str:
+    """A short answer's question is asked again: after its plan and execution a small model often no
+    longer answers it ("I'm ready to help. What's the task?")."""
+    if kind in SHORT_KINDS:
+        return f"{FINAL}\nQuestion: {question}\n{_FINAL_REPLY[kind]}"
     return f"{FINAL} {_FINAL_REPLY[kind]}"
 
 

@@ -19,7 +19,7 @@ async def self_consistency(ctx: RunContext[SamplingSettings]) -> MethodResult:
 
 METHOD = Method(
     name=NAME,
-    version=3,  # as plain's
+    version=4,  # as plain's
     run=self_consistency,
     settings=SamplingSettings,
     answer_stage=STAGE,
