@@ -316,11 +316,15 @@ async def test_the_final_step_asks_a_short_answers_question_again_but_not_a_code
         [(PLAN, "1. Count. (high)"), (EXECUTE, "Answer: 3"), (REFINE, "Answer: 3"), (FINAL, "3")]
     )
     await solve("cepo", backend, QUESTION, SMALL)
-    assert all(QUESTION in last_message(call.prompt) for call in backend.calls_to(FINAL))
+    assert backend.calls_to(FINAL) and all(
+        QUESTION in last_message(c.prompt) for c in backend.calls_to(FINAL)
+    )
 
     backend = ScriptedBackend([(PLAN, "1. Multiply. (high)"), (EXECUTE, code), (REFINE, code), (FINAL, code)])
     await solve("cepo", backend, CODE_QUESTION, SMALL)
-    assert all("double" not in last_message(call.prompt) for call in backend.calls_to(FINAL))
+    assert backend.calls_to(FINAL) and all(
+        "double" not in last_message(c.prompt) for c in backend.calls_to(FINAL)
+    )
 
 
 async def test_answers_of_other_kinds_do_not_stop_at_a_code_fence() -> None:

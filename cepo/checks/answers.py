@@ -33,10 +33,11 @@ _NUMBER_QUESTION = re.compile(
 _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 _ANSWER_MARKER = re.compile(r"answer\s*(?:is|:|=)\s*:?\s*(.*)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
-# Numbers that count steps or list items, not answers: "Step 2", and "1." or "3)" (or "1. 2:") opening a
-# line of text. Read as answers, they made 11 of the 13 passes on the first 40 letter questions: a list's
-# "1." that happened to be the count. A line that is only "2." still states 2.
-_STEP_LABEL = re.compile(r"\bstep\s+\d+\b|^\s*(?:\d+\s*[.):]\s+)+(?=\S)", re.IGNORECASE | re.MULTILINE)
+# Step and list labels ("Step 2", "1." or "3)" opening a line of text) are not answers: read as ones,
+# they made most letter-count passes. A line that is only "2." still states 2.
+_STEP_LABEL = re.compile(
+    r"\bstep\s+\d+(?:\.\d+)?|^[ \t]*(?:\d{1,2}[.):][ \t]+)+(?=\S)", re.IGNORECASE | re.MULTILINE
+)
 _NUMBER_WORDS = {
     word: value
     for value, word in enumerate(

@@ -435,7 +435,7 @@ class CandidateRun:
 
     async def _final(self, conversation: list[Message]) -> list[Message]:
         """The conversation with the final answer. A short answer is one line: it stops at the line's end."""
-        instruction = prompts.final_instruction(self.ctx.kind, self.ctx.messages[-1]["content"])
+        instruction = prompts.final_instruction(self.ctx.kind, self.ctx.question)
         messages = [*conversation, {"role": "user", "content": instruction}]
         step = self.writing(self.ctx.config.final)
         if self.ctx.kind in SHORT_KINDS:
@@ -502,8 +502,8 @@ METHOD = Method(
     # 8: under execution, a short answer its program computed outranked stated ones.
     # 9: short answers are stated and voted on (rating_type majority), and 8 is undone: on letters the
     # programs' answers were right far less often than the stated ones.
-    # 10: a list's "1." or a "Step 2" is no longer read as a short answer's number, and the final step
-    # asks a short answer's question again.
+    # 10: a list's "1." or a "Step 2" is no longer read as a short answer's number, "once" and "twice"
+    # are, and the final step asks a short answer's question again.
     version=10,
     run=cepo,
     settings=CepoSettings,
