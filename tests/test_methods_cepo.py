@@ -310,21 +310,21 @@ async def test_code_replies_stop_where_their_code_block_ends_and_the_answer_is_f
     assert result.answer == f"{code}\n```" and result.candidates[result.chosen].checks.source == 0
 
 
-async def test_the_final_step_asks_a_short_answers_question_again_but_not_a_code_question() -> None:
-    code = "```python\ndef double(x):\n    return 2 * x"
-    backend = ScriptedBackend(
-        [(PLAN, "1. Count. (high)"), (EXECUTE, "Answer: 3"), (REFINE, "Answer: 3"), (FINAL, "3")]
-    )
-    await solve("cepo", backend, QUESTION, SMALL)
-    assert backend.calls_to(FINAL) and all(
-        QUESTION in last_message(c.prompt) for c in backend.calls_to(FINAL)
-    )
+@pytest.mark.parametrize(
+    ("question", "reply", "part", "asked_again"),
+    [
+        (QUESTION, "Answer: 3", QUESTION, True),
+        (CODE_QUESTION, "```python\ndef double(x):\n    return 2 * x", "double", False),
+    ],
+)
+async def test_the_final_step_asks_a_short_answers_question_again_but_not_a_code_question(
+    question: str, reply: str, part: str, asked_again: bool
+) -> None:
+    backend = ScriptedBackend([(PLAN, "1. Count. (high)"), (EXECUTE, reply), (REFINE, reply), (FINAL, reply)])
+    await solve("cepo", backend, question, SMALL)
 
-    backend = ScriptedBackend([(PLAN, "1. Multiply. (high)"), (EXECUTE, code), (REFINE, code), (FINAL, code)])
-    await solve("cepo", backend, CODE_QUESTION, SMALL)
-    assert backend.calls_to(FINAL) and all(
-        "double" not in last_message(c.prompt) for c in backend.calls_to(FINAL)
-    )
+    finals = [last_message(call.prompt) for call in backend.calls_to(FINAL)]
+    assert finals and all((part in final) == asked_again for final in finals)
 
 
 async def test_answers_of_other_kinds_do_not_stop_at_a_code_fence() -> None:

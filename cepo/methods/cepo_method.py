@@ -502,8 +502,8 @@ METHOD = Method(
     # 8: under execution, a short answer its program computed outranked stated ones.
     # 9: short answers are stated and voted on (rating_type majority), and 8 is undone: on letters the
     # programs' answers were right far less often than the stated ones.
-    # 10: a list's "1." or a "Step 2" is no longer read as a short answer's number, "once" and "twice"
-    # are, and the final step asks a short answer's question again.
+    # 10: a list's "1." or a "Step 2" is no longer read as a short answer's number, "once", "twice" and
+    # "thrice" are, and the final step asks a short answer's question again.
     version=10,
     run=cepo,
     settings=CepoSettings,

@@ -25,7 +25,7 @@ METHOD = Method(
     name=NAME,
     # 2: code replies stop where their code block ends. 3: a code answer's examples run after the
     # question's own imports and helper definitions. 4: a list's "1." or a "Step 2" is no longer read as
-    # a short answer's number.
+    # a short answer's number; "once", "twice" and "thrice" are.
     version=4,
     run=plain,
     settings=PlainSettings,
