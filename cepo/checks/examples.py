@@ -1,7 +1,8 @@
 """Examples a question gives for its code, and running a candidate's code against them in the sandbox.
 
-Three shapes: a call and the value it returns (doctest `>>> f(2)` / `4`, or "Example: f(2) -> 4"), an
-assert statement, or a program's standard input and the output it must print.
+Three shapes: a call and the value it returns (doctest `>>> f(2)` / `4`, "Example: f(2) -> 4", or a call
+on literal values anywhere in a line, as in "any_int(5, 2, 7) ➞ True" or "...so f(2) = 4."), an assert
+statement, or a program's standard input and the output it must print.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import asyncio
 import doctest
 import re
 import secrets
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -52,11 +55,18 @@ class ExampleResult(BaseModel):
     detail: str = ""  # what went wrong: the value printed, an error line, "timed out"
 
 
-_ARROW = re.compile(
-    r"^[\s*•-]*(?:e\.g\.|for example|example\s*\d*)?\s*[:,]?\s*`?(?P<call>[A-Za-z_][\w.]*\(.*\))`?\s*"
-    r"(?:->|→|=>|==|should return|returns|gives|is)\s*`?(?P<value>.+?)`?\s*\.?$",
-    re.IGNORECASE | re.MULTILINE,
+# A call in a line of prose, then how it relates to its value: "Example: f(2) -> 4", "any_int(5, 2, 7) ➞
+# True", "decimal_to_binary(15)  # returns "db1111db"", "...so f(2) = 4 and f(3) = 9.".
+_CALL_START = re.compile(r"(?<![\w.])(?<!def )([A-Za-z_]\w*(?:\.\w+)*)\(")
+_RELATION = re.compile(
+    r"`?[ \t]*(?:#[ \t]*)?(?:==>|=>|==|=|->|→|➞|should return|should be|returns|gives|is\b)[ \t]*`?",
+    re.IGNORECASE,
 )
+# What may follow a value: the line's or a clause's end, or more words ("True when n is even"); not more
+# of an expression ("19 - 5 - 6 = 8" is a sum, not the value 19).
+_AFTER_VALUE = re.compile(r"\s*$|[,;)`]|\.(?!\d)|\s+[A-Za-z(#`]")
+# A value that is not a literal ("Hello, Bob") counts only where the call opens its line.
+_LINE_OPENING = re.compile(r"[\s*•>-]*(?:e\.g\.|for example|example\s*\d*)?\s*[:,]?\s*`?", re.IGNORECASE)
 _ASSERT = re.compile(r"^\s*(assert\s.+?)\s*$", re.MULTILINE)
 _STDIO_QUESTION = re.compile(r"standard input|stdin|\binput\(\)|reads? (?:from |the )?input", re.IGNORECASE)
 _STDIO_BLOCK = re.compile(
@@ -69,11 +79,7 @@ _STDIO_BLOCK = re.compile(
 def examples_in(question: str) -> list[Example]:
     """Every example `question` itself gives, without duplicates."""
     found = _doctest_examples(question)
-    found += [
-        Example(kind="call", input=m["call"], output=m["value"])
-        for m in _ARROW.finditer(question)
-        if _is_call(m["call"])
-    ]
+    found += _prose_examples(question)
     found += [Example(kind="assert", input=m) for m in _ASSERT.findall(question) if parses(m)]
     if _STDIO_QUESTION.search(question):
         found += [
@@ -81,6 +87,85 @@ def examples_in(question: str) -> list[Example]:
             for m in _STDIO_BLOCK.finditer(question)
         ]
     return unique(found)
+
+
+def _prose_examples(question: str) -> list[Example]:
+    """Calls on literal values and the values they give, written in the question's lines. Where the
+    question names its functions (`def f(`, or "a function f(x)"), only calls to those count: "ord('a') = 0"
+    in a question about another function describes it; it is no example."""
+    lines = (line for line in question.splitlines() if not _ASSERT.match(line))  # asserts run as they are
+    found_calls = ((line, start, call) for line in lines for start, call in _calls_in(line))
+    calls = list(islice(found_calls, _MOST_CALLS))
+    names = set(_DEF.findall(question)) | {
+        start[1] for _, start, call in calls if call.args and all(isinstance(a, ast.Name) for a in call.args)
+    }
+    found = []
+    for line, start, call in calls:
+        arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
+        if (names and start[1] not in names) or not all(_is_literal(a) for a in arguments):
+            continue  # a call on names ("f(n) = f(n - 1)") is no example
+        source = ast.get_source_segment(line[start.start() : start.start() + _MOST_CHARS], call)
+        assert source is not None
+        relation = _RELATION.match(line, start.start() + len(source))
+        if relation is None:
+            continue
+        rest = line[relation.end() : relation.end() + _MOST_CHARS]
+        value = _literal_start(rest)
+        if value is None and _LINE_OPENING.fullmatch(line, 0, start.start()):
+            value = _text_value(rest)
+        if value is not None:
+            found.append(Example(kind="call", input=source, output=value))
+    return found
+
+
+_DEF = re.compile(r"\bdef\s+([A-Za-z_]\w*)\s*\(")
+
+
+# An example's call and its value are short, and a question holds a few: looking no further keeps the
+# scan of a long question short.
+_MOST_CHARS = 200
+_MOST_CALLS = 1000
+
+
+def _calls_in(line: str) -> Iterator[tuple[re.Match[str], ast.Call]]:
+    """Each call expression in `line`, where it starts: the shortest text from a name's "(" that parses."""
+    for start in _CALL_START.finditer(line):
+        text = line[start.start() : start.start() + _MOST_CHARS]
+        for close in (i for i, ch in enumerate(text) if ch == ")"):
+            try:
+                node = ast.parse(text[: close + 1], mode="eval").body
+            except SyntaxError:
+                continue
+            if isinstance(node, ast.Call):
+                yield start, node
+            break
+
+
+def _literal_start(text: str) -> str | None:
+    """The shortest start of `text` that is a Python literal and ends where a value may end."""
+    for end in range(1, len(text) + 1):
+        if _AFTER_VALUE.match(text, end) and _is_literal(value := text[:end]):
+            return value
+    return None
+
+
+_NOT_WORDS = re.compile(r"[()\[\]{}=+*/]")
+
+
+def _text_value(text: str) -> str | None:
+    """A value in words ("Hello, Bob"), to the line's end. Text that starts like a number, a string or a
+    list without being a literal, or that holds calls or sums, is an explanation ("1 + 9 + 0 = 10",
+    "tri(2) + tri(1)") or a typo, not a value."""
+    value = text.strip().rstrip(".").strip("`").strip()
+    return value if value[:1].isalpha() and not _NOT_WORDS.search(value) else None
+
+
+def _is_literal(node: ast.AST | str) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def unique(examples: list[Example]) -> list[Example]:
@@ -119,7 +204,9 @@ async def run_example(code: str, example: Example, limits: Limits) -> ExampleRes
     library = without_main_block(code)
     # A marker printed after the check proves the run reached it: code calling exit() passes nothing.
     marker = f"checked {secrets.token_hex(6)}"
-    probe = f"print({marker!r})" if example.kind == "assert" else f"print({marker!r}, repr({example.input}))"
+    # The call on its own line: a comment after it ("f(2)  # 4") would swallow the closing parentheses.
+    shown = f"print({marker!r}, repr(\n{example.input}\n))"
+    probe = f"print({marker!r})" if example.kind == "assert" else shown
     body = f"{example.input}\n" if example.kind == "assert" else ""
     result = await run_code_async(f"{library}\n\n{body}{probe}\n", limits=limits)
     reached = result.ok and marker in result.stdout
@@ -135,6 +222,8 @@ async def run_example(code: str, example: Example, limits: Limits) -> ExampleRes
 def same_value(got_repr: str, expected: str) -> bool:
     """Whether a printed repr equals an expected value written as a Python literal or as plain text."""
     got, want = _literal(got_repr), _literal(expected)
+    if isinstance(got, bool) and isinstance(want, str):  # prose writes "=> true"
+        return want.lower() == str(got).lower()
     if isinstance(got, float) and isinstance(want, int | float):
         return abs(got - want) <= 1e-9 * max(1.0, abs(want))
     return got == want or str(got).strip() == str(want).strip()
@@ -162,6 +251,8 @@ def _doctest_examples(question: str) -> list[Example]:
         source = item.source.strip()
         # A value's repr is one line; doctest would also take the prose that follows it without a gap.
         want = item.want.strip().split("\n")[0]
+        if want in ('"""', "'''"):  # the docstring's end under a doctest that shows no value
+            want = ""
         if want and _is_expression(source):
             examples.append(Example(kind="call", input=source, output=want))
         elif source.startswith("assert"):
