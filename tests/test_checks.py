@@ -117,11 +117,19 @@ def test_examples_are_found_in_the_question() -> None:
         ("    iscube(1) ==> true", [("iscube(1)", "true")]),
         ('    compare_one(1, "2,3") ➞ "2,3"', [('compare_one(1, "2,3")', '"2,3"')]),
         ("name_check('1.dll') # => 'No' (it should start with a letter)", [("name_check('1.dll')", "'No'")]),
-        ('def count(a):\n    """\n    >>> count([1, 2]) == 2\n    """', [("count([1, 2])", "2")]),
+        ("1. fizzbuzz(3) returns Fizz", [("fizzbuzz(3)", "Fizz")]),
+        ("f(1) = true, f(2) = false", [("f(1)", "true"), ("f(2)", "false")]),
+        ("class C:\n    def m(self, x): ...\nC().m(2) -> 4", [("C().m(2)", "4")]),
+        ("Write add. add(2, 3) -> 5. Don't use sum(xs); sum([1]) = 1 is no example.", [("add(2, 3)", "5")]),
     ],
 )
 def test_examples_written_in_prose_are_found(question: str, found: list[tuple[str, str]]) -> None:
     assert [(e.input, e.output) for e in examples_in(question)] == found
+
+
+def test_a_doctest_comparison_without_a_value_is_an_assert() -> None:
+    question = 'def count(a):\n    """\n    >>> count([1, 2]) == 2\n    """'
+    assert examples_in(question) == [Example(kind="assert", input="assert count([1, 2]) == 2")]
 
 
 @pytest.mark.parametrize(
@@ -133,6 +141,12 @@ def test_examples_written_in_prose_are_found(question: str, found: list[tuple[st
         'def fruit(s, n):\n    fruit("5 apples", 19) ->19 - 5 - 6 = 8',  # a sum that explains the value
         "def f(x):\n    f(2) -> [1, 2] + [3]",
         "def f(x):\n    f(3) = f(2) + f(1)",
+        "Write f(x). f(10) returns 1,000.",  # a number's digits, or a tuple without parentheses
+        "Write primes(n). primes(5) returns 5 numbers: [2, 3, 5, 7, 11].",
+        "My add(a, b) is broken: add(2, 3) returns 6 instead of 5.",
+        "- parse('') returns an empty list",
+        "`range_sum(start=0, stop=10) -> int`",
+        "f(\ud800) is 1",  # what Python cannot encode is no example, and no error
     ],
 )
 def test_prose_that_is_no_example(question: str) -> None:
@@ -190,8 +204,9 @@ async def test_a_commented_call_and_a_value_in_words_are_checked() -> None:
         Example(kind="call", input="even(2)  # two (an even number)", output="True"),
         Example(kind="call", input="even(3)", output="false"),
         Example(kind="call", input="even(3)", output="true"),
+        Example(kind="call", input="even(3)", output="'False'"),
     ]
-    assert [r.passed for r in await run_examples(code, examples, LIMITS)] == [True, True, False]
+    assert [r.passed for r in await run_examples(code, examples, LIMITS)] == [True, True, False, False]
 
 
 async def test_code_that_exits_early_or_loops_passes_nothing() -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import builtins
 import doctest
 import re
 import secrets
+import warnings
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any, Literal
@@ -57,16 +59,38 @@ class ExampleResult(BaseModel):
 
 # A call in a line of prose, then how it relates to its value: "Example: f(2) -> 4", "any_int(5, 2, 7) ➞
 # True", "decimal_to_binary(15)  # returns "db1111db"", "...so f(2) = 4 and f(3) = 9.".
-_CALL_START = re.compile(r"(?<![\w.])(?<!def )([A-Za-z_]\w*(?:\.\w+)*)\(")
+_CALL_START = re.compile(r"(?<![\w.])(?P<name>[A-Za-z_]\w*)\(")
 _RELATION = re.compile(
-    r"`?[ \t]*(?:#[ \t]*)?(?:==>|=>|==|=|->|→|➞|should return|should be|returns|gives|is\b)[ \t]*`?",
+    r"`?[ \t]*(?:#[ \t]*)?(?:(?:==>|=>|==|=|->|→|➞|⇒)"
+    r"|(?:(?:should|must|will) (?:return|be)|returns|gives|yields|outputs|evaluates to|is)\b:?)[ \t]*`?",
     re.IGNORECASE,
 )
-# What may follow a value: the line's or a clause's end, or more words ("True when n is even"); not more
-# of an expression ("19 - 5 - 6 = 8" is a sum, not the value 19).
-_AFTER_VALUE = re.compile(r"\s*$|[,;)`]|\.(?!\d)|\s+[A-Za-z(#`]")
-# A value that is not a literal ("Hello, Bob") counts only where the call opens its line.
-_LINE_OPENING = re.compile(r"[\s*•>-]*(?:e\.g\.|for example|example\s*\d*)?\s*[:,]?\s*`?", re.IGNORECASE)
+# What may follow a value: the line's or a clause's end, or a clause ("True when n is even"). Not more of
+# an expression ("19 - 5 - 6 = 8" is a sum, not 19), a number's next digits ("1,000") or other words
+# ("returns 6 instead of 5", "returns 5 numbers").
+_AFTER_VALUE = re.compile(
+    r"\s*$|,(?!\s*\d)|[;:!?)`'\"—]|\.(?!\d)"
+    r"|\s+(?:[(#`—]|(?:when|if|since|because|for|and|or|as|while|so|given|otherwise|which)\b)",
+    re.IGNORECASE,
+)
+# A value that is not a literal ("Hello, Bob") counts only where the call opens its line, and when it
+# reads as a value: not a type ("-> int"), not a description ("returns an empty list", "is not 9").
+_LINE_OPENING = re.compile(
+    r"[\s*•-]*(?:\d+[.)]\s*)?(?:e\.g\.|for example|example\s*\d*)?\s*[:,]?\s*`?", re.IGNORECASE
+)
+_NOT_A_TEXT_VALUE = re.compile(
+    r"[()\[\]{}=+*/]|^(?:a|an|the|not|no|at|any|some)\b|^(?:int|float|str|bool|list|dict|tuple|set|bytes)$",
+    re.IGNORECASE,
+)
+_NOT_PROSE = re.compile(r"^\s*(?:>>>|assert\s|(?:async\s+)?def\s|class\s)")  # doctests, asserts, code
+_DEFINED = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
+_BUILTINS = frozenset(dir(builtins))
+# An example's call and its value are short, and a question holds a few: looking no further keeps the
+# scan of a long question short.
+_MOST_CHARS = 200
+_MOST_CLOSES = 8
+_MOST_CALLS = 1000
+_LITERAL_ERRORS = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError)
 _ASSERT = re.compile(r"^\s*(assert\s.+?)\s*$", re.MULTILINE)
 _STDIO_QUESTION = re.compile(r"standard input|stdin|\binput\(\)|reads? (?:from |the )?input", re.IGNORECASE)
 _STDIO_BLOCK = re.compile(
@@ -90,66 +114,64 @@ def examples_in(question: str) -> list[Example]:
 
 
 def _prose_examples(question: str) -> list[Example]:
-    """Calls on literal values and the values they give, written in the question's lines. Where the
-    question names its functions (`def f(`, or "a function f(x)"), only calls to those count: "ord('a') = 0"
-    in a question about another function describes it; it is no example."""
-    lines = (line for line in question.splitlines() if not _ASSERT.match(line))  # asserts run as they are
-    found_calls = ((line, start, call) for line in lines for start, call in _calls_in(line))
-    calls = list(islice(found_calls, _MOST_CALLS))
-    names = set(_DEF.findall(question)) | {
-        start[1] for _, start, call in calls if call.args and all(isinstance(a, ast.Name) for a in call.args)
-    }
+    """Calls on literal values and the values they give, written in the question's lines. Only calls to
+    the functions or classes the question defines count when it defines some, and never a builtin's
+    otherwise: "ord('a') = 0" describes ord; it is no example."""
+    defined = set(_DEFINED.findall(question))
+    lines = [line for line in question.splitlines() if not _NOT_PROSE.match(line)]
+    starts = ((line, start) for line in lines for start in _CALL_START.finditer(line))
     found = []
-    for line, start, call in calls:
-        arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
-        if (names and start[1] not in names) or not all(_is_literal(a) for a in arguments):
-            continue  # a call on names ("f(n) = f(n - 1)") is no example
-        source = ast.get_source_segment(line[start.start() : start.start() + _MOST_CHARS], call)
-        assert source is not None
-        relation = _RELATION.match(line, start.start() + len(source))
-        if relation is None:
+    for line, start in islice(starts, _MOST_CALLS):
+        name = start["name"]
+        if name not in defined if defined else name in _BUILTINS:
             continue
-        rest = line[relation.end() : relation.end() + _MOST_CHARS]
-        value = _literal_start(rest)
-        if value is None and _LINE_OPENING.fullmatch(line, 0, start.start()):
-            value = _text_value(rest)
-        if value is not None:
-            found.append(Example(kind="call", input=source, output=value))
+        for call, relation in _related_calls(line, start.start()):
+            rest = line[relation.end() : relation.end() + _MOST_CHARS]
+            value = _literal_start(rest)
+            if value is None and _LINE_OPENING.fullmatch(line, 0, start.start()):
+                value = _text_value(rest)
+            if value is not None:
+                found.append(Example(kind="call", input=call, output=value))
+            break
     return found
 
 
-_DEF = re.compile(r"\bdef\s+([A-Za-z_]\w*)\s*\(")
+def _related_calls(line: str, start: int) -> Iterator[tuple[str, re.Match[str]]]:
+    """The calls on literal values that start at `start` and are followed by a relation, shortest first:
+    "C().m(2) -> 4" is tried as "C()", then as "C().m(2)"."""
+    text = line[start : start + _MOST_CHARS]
+    closes = [i + 1 for i, ch in enumerate(text) if ch == ")"][:_MOST_CLOSES]
+    for end in closes:
+        if _is_example_call(_expression(text[:end])) and (relation := _RELATION.match(line, start + end)):
+            yield text[:end], relation
 
 
-# An example's call and its value are short, and a question holds a few: looking no further keeps the
-# scan of a long question short.
-_MOST_CHARS = 200
-_MOST_CALLS = 1000
-
-
-def _calls_in(line: str) -> Iterator[tuple[re.Match[str], ast.Call]]:
-    """Each call expression in `line`, where it starts: the shortest text from a name's "(" that parses."""
-    for start in _CALL_START.finditer(line):
-        text = line[start.start() : start.start() + _MOST_CHARS]
-        for close in (i for i, ch in enumerate(text) if ch == ")"):
-            try:
-                node = ast.parse(text[: close + 1], mode="eval").body
-            except SyntaxError:
-                continue
-            if isinstance(node, ast.Call):
-                yield start, node
-            break
+def _is_example_call(node: ast.AST | None) -> bool:
+    """A call whose arguments are all literals, on a name or a chain of such calls: "f(n) = f(n - 1)"
+    defines, it is no example."""
+    if not isinstance(node, ast.Call):
+        return False
+    arguments = [*node.args, *(keyword.value for keyword in node.keywords)]
+    if not all(_is_literal(argument) for argument in arguments):
+        return False
+    func = node.func
+    while isinstance(func, ast.Attribute):
+        func = func.value
+    return isinstance(func, ast.Name) or _is_example_call(func)
 
 
 def _literal_start(text: str) -> str | None:
-    """The shortest start of `text` that is a Python literal and ends where a value may end."""
+    """The shortest start of `text` that is a Python literal (or true, false) and ends where a value may
+    end. A tuple needs its parentheses: "returns 1, 3" is too ambiguous to check."""
     for end in range(1, len(text) + 1):
-        if _AFTER_VALUE.match(text, end) and _is_literal(value := text[:end]):
+        value = text[:end]
+        if not _AFTER_VALUE.match(text, end):
+            continue
+        if value.lower() in ("true", "false"):
+            return value
+        if _is_literal(value) and not (isinstance(_literal(value), tuple) and not value.startswith("(")):
             return value
     return None
-
-
-_NOT_WORDS = re.compile(r"[()\[\]{}=+*/]")
 
 
 def _text_value(text: str) -> str | None:
@@ -157,13 +179,23 @@ def _text_value(text: str) -> str | None:
     list without being a literal, or that holds calls or sums, is an explanation ("1 + 9 + 0 = 10",
     "tri(2) + tri(1)") or a typo, not a value."""
     value = text.strip().rstrip(".").strip("`").strip()
-    return value if value[:1].isalpha() and not _NOT_WORDS.search(value) else None
+    return value if value[:1].isalpha() and not _NOT_A_TEXT_VALUE.search(value) else None
+
+
+def _expression(text: str) -> ast.AST | None:
+    """`text` parsed as one expression; None when it is not one (or holds what Python cannot encode)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an invalid escape in a string ("f('\\d')") only warns
+        try:
+            return ast.parse(text, mode="eval").body
+        except (SyntaxError, ValueError):
+            return None
 
 
 def _is_literal(node: ast.AST | str) -> bool:
     try:
         ast.literal_eval(node)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except _LITERAL_ERRORS:
         return False
     return True
 
@@ -220,13 +252,17 @@ async def run_example(code: str, example: Example, limits: Limits) -> ExampleRes
 
 
 def same_value(got_repr: str, expected: str) -> bool:
-    """Whether a printed repr equals an expected value written as a Python literal or as plain text."""
-    got, want = _literal(got_repr), _literal(expected)
-    if isinstance(got, bool) and isinstance(want, str):  # prose writes "=> true"
-        return want.lower() == str(got).lower()
+    """Whether a printed repr equals an expected value written as a Python literal or as plain text. A
+    literal is compared as a value ('True' is a string, not True); plain text with what was returned
+    printed ("Hello, Bob"; "true" for True, as prose writes it)."""
+    got, expected = _literal(got_repr), expected.strip()
+    if not _is_literal(expected):
+        shown = str(got).strip()
+        return shown.lower() == expected.lower() if isinstance(got, bool) else shown == expected
+    want = ast.literal_eval(expected)
     if isinstance(got, float) and isinstance(want, int | float):
         return abs(got - want) <= 1e-9 * max(1.0, abs(want))
-    return got == want or str(got).strip() == str(want).strip()
+    return bool(got == want)
 
 
 def failure(result: RunResult) -> str:
@@ -257,6 +293,8 @@ def _doctest_examples(question: str) -> list[Example]:
             examples.append(Example(kind="call", input=source, output=want))
         elif source.startswith("assert"):
             examples.append(Example(kind="assert", input=source))
+        elif not want and isinstance(_expression(source), ast.Compare):  # ">>> f([]) == 0", no value shown
+            examples.append(Example(kind="assert", input=f"assert {source}"))
     return examples
 
 
@@ -264,21 +302,17 @@ _FENCE_LINE = re.compile(r"^[ \t]*```.*$", re.MULTILINE)
 
 
 def _is_call(text: str) -> bool:
-    return _is_expression(text) and isinstance(ast.parse(text.strip(), mode="eval").body, ast.Call)
+    return isinstance(_expression(text.strip()), ast.Call)
 
 
 def _is_expression(text: str) -> bool:
-    try:
-        ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        return False
-    return True
+    return _expression(text.strip()) is not None
 
 
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except _LITERAL_ERRORS:
         return text.strip()
 
 
