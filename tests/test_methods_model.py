@@ -85,6 +85,20 @@ async def test_a_code_question_runs_through_cepo_and_its_example(engine: LlamaEn
     assert_accounts_for_every_branch(events, result)
 
 
+async def test_examples_written_in_the_question_s_prose_are_run(engine: LlamaEngine) -> None:
+    question = (
+        "Write a Python function is_even(n) that returns True when n is even. "
+        "For example, is_even(4) returns True, and is_even(7) ➞ False."
+    )
+    events, result = await run_cepo(engine, question, bestofn_n=1, max_candidates=1, planning_n=1)
+
+    [candidate] = result.candidates
+    ran = [(r.example.input, r.example.output) for r in candidate.checks.examples]
+    assert ran == [("is_even(4)", "True"), ("is_even(7)", "False")]
+    assert candidate.score.examples_total == 2
+    assert_accounts_for_every_branch(events, result)
+
+
 async def test_a_letter_count_question_runs_through_cepo_with_execution(engine: LlamaEngine) -> None:
     question = 'How many times does the letter "r" appear in the word "strawberry"?'
     events, result = await run_cepo(engine, question, rating_type="execution")
