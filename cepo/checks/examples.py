@@ -14,7 +14,6 @@ import doctest
 import re
 import secrets
 import warnings
-from collections.abc import Iterator
 from itertools import islice
 from typing import Any, Literal
 
@@ -123,27 +122,30 @@ def _prose_examples(question: str) -> list[Example]:
     found = []
     for line, start in islice(starts, _MOST_CALLS):
         name = start["name"]
-        if name not in defined if defined else name in _BUILTINS:
+        if (name not in defined) if defined else (name in _BUILTINS):
             continue
-        for call, relation in _related_calls(line, start.start()):
-            rest = line[relation.end() : relation.end() + _MOST_CHARS]
-            value = _literal_start(rest)
-            if value is None and _LINE_OPENING.fullmatch(line, 0, start.start()):
-                value = _text_value(rest)
-            if value is not None:
-                found.append(Example(kind="call", input=call, output=value))
-            break
+        related = _related_call(line, start.start())
+        if related is None:
+            continue
+        call, relation = related
+        rest = line[relation.end() : relation.end() + _MOST_CHARS]
+        value = _literal_start(rest)
+        if value is None and _LINE_OPENING.fullmatch(line, 0, start.start()):
+            value = _text_value(rest)
+        if value is not None:
+            found.append(Example(kind="call", input=call, output=value))
     return found
 
 
-def _related_calls(line: str, start: int) -> Iterator[tuple[str, re.Match[str]]]:
-    """The calls on literal values that start at `start` and are followed by a relation, shortest first:
+def _related_call(line: str, start: int) -> tuple[str, re.Match[str]] | None:
+    """The shortest call on literal values that starts at `start` and is followed by a relation:
     "C().m(2) -> 4" is tried as "C()", then as "C().m(2)"."""
     text = line[start : start + _MOST_CHARS]
     closes = [i + 1 for i, ch in enumerate(text) if ch == ")"][:_MOST_CLOSES]
     for end in closes:
         if _is_example_call(_expression(text[:end])) and (relation := _RELATION.match(line, start + end)):
-            yield text[:end], relation
+            return text[:end], relation
+    return None
 
 
 def _is_example_call(node: ast.AST | None) -> bool:
@@ -169,7 +171,8 @@ def _literal_start(text: str) -> str | None:
             continue
         if value.lower() in ("true", "false"):
             return value
-        if _is_literal(value) and not (isinstance(_literal(value), tuple) and not value.startswith("(")):
+        literal, parsed = _parsed(value)
+        if literal and not (isinstance(parsed, tuple) and not value.startswith("(")):
             return value
     return None
 
@@ -192,12 +195,16 @@ def _expression(text: str) -> ast.AST | None:
             return None
 
 
-def _is_literal(node: ast.AST | str) -> bool:
+def _parsed(literal: ast.AST | str) -> tuple[bool, Any]:
+    """Whether `literal` is a Python literal, and its value if it is."""
     try:
-        ast.literal_eval(node)
+        return True, ast.literal_eval(literal)
     except _LITERAL_ERRORS:
-        return False
-    return True
+        return False, None
+
+
+def _is_literal(node: ast.AST | str) -> bool:
+    return _parsed(node)[0]
 
 
 def unique(examples: list[Example]) -> list[Example]:
@@ -256,10 +263,10 @@ def same_value(got_repr: str, expected: str) -> bool:
     literal is compared as a value ('True' is a string, not True); plain text with what was returned
     printed ("Hello, Bob"; "true" for True, as prose writes it)."""
     got, expected = _literal(got_repr), expected.strip()
-    if not _is_literal(expected):
+    literal, want = _parsed(expected)
+    if not literal:
         shown = str(got).strip()
         return shown.lower() == expected.lower() if isinstance(got, bool) else shown == expected
-    want = ast.literal_eval(expected)
     if isinstance(got, float) and isinstance(want, int | float):
         return abs(got - want) <= 1e-9 * max(1.0, abs(want))
     return bool(got == want)
@@ -276,7 +283,7 @@ def failure(result: RunResult) -> str:
 
 
 def _doctest_examples(question: str) -> list[Example]:
-    # A code fence right under a doctest's expected value would read as a badly indented part of it.
+    # A code fence, or a docstring's closing quotes, right under a doctest would read as its value.
     text = _FENCE_LINE.sub("", question)
     try:
         parsed = doctest.DocTestParser().get_examples(text)
@@ -287,8 +294,6 @@ def _doctest_examples(question: str) -> list[Example]:
         source = item.source.strip()
         # A value's repr is one line; doctest would also take the prose that follows it without a gap.
         want = item.want.strip().split("\n")[0]
-        if want in ('"""', "'''"):  # the docstring's end under a doctest that shows no value
-            want = ""
         if want and _is_expression(source):
             examples.append(Example(kind="call", input=source, output=want))
         elif source.startswith("assert"):
@@ -298,7 +303,7 @@ def _doctest_examples(question: str) -> list[Example]:
     return examples
 
 
-_FENCE_LINE = re.compile(r"^[ \t]*```.*$", re.MULTILINE)
+_FENCE_LINE = re.compile(r"^[ \t]*(?:```.*|\"\"\"|\'\'\')[ \t]*$", re.MULTILINE)
 
 
 def _is_call(text: str) -> bool:
@@ -310,10 +315,8 @@ def _is_expression(text: str) -> bool:
 
 
 def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text.strip())
-    except _LITERAL_ERRORS:
-        return text.strip()
+    literal, value = _parsed(text.strip())
+    return value if literal else text.strip()
 
 
 def _lines(text: str) -> list[str]:
